@@ -1,0 +1,213 @@
+"""DQN (Mnih et al., 2015) and the course's exercises on top of it.
+
+- experience replay and a target network (hard copy every ``target_update_interval`` env steps,
+  or Polyak averaging with ``tau < 1``), epsilon-greedy exploration annealed linearly;
+- Double DQN (van Hasselt et al., 2016), ``algo.double=true``: the online network picks the next
+  action, the target network scores it;
+- Dueling networks (Wang et al., 2016), ``network=dueling`` (see ``drlrun/nets.py``);
+- prioritized replay (Schaul et al., 2016), ``buffer=prioritized``: the loss is weighted by the
+  importance-sampling weights and the new |TD errors| become the priorities;
+- n-step returns, ``algo.n_step``: the buffer returns R = sum_{k<m} gamma^k r_{t+k} and the
+  discount gamma^m (0 after a termination) to bootstrap with.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from drlrun.agent import BuildContext
+from drlrun.buffers.replay import ReplayBatch
+from drlrun.config import RunConfig, param
+from drlrun.errors import DrlrunError
+from drlrun.registry import ALGOS, BUFFERS, NETWORKS
+
+
+@dataclass
+class DQNConfig:
+    name: str = "dqn"
+    lr: float = param(1e-4, gt=0.0, help="Adam learning rate")
+    gamma: float = param(0.99, ge=0.0, le=1.0, help="discount factor")
+    batch_size: int = param(64, ge=1, help="transitions per gradient step")
+    learning_starts: int = param(1_000, ge=0, help="env steps of random play before learning")
+    train_freq: int = param(4, ge=1, help="env steps between training rounds")
+    gradient_steps: int = param(1, ge=1, help="gradient steps per training round")
+    target_update_interval: int = param(1_000, ge=1, help="env steps between target updates")
+    tau: float = param(1.0, gt=0.0, le=1.0, help="1: hard copy; below 1: Polyak averaging")
+    exploration_fraction: float = param(0.1, ge=0.0, le=1.0, help="share of training to anneal epsilon over")
+    exploration_initial_eps: float = param(1.0, ge=0.0, le=1.0)
+    exploration_final_eps: float = param(0.05, ge=0.0, le=1.0)
+    loss: str = param("huber", choices=("huber", "mse"))
+    max_grad_norm: float = param(10.0, ge=0.0, help="gradient-norm clip; 0 disables it")
+    double: bool = param(False, help="Double DQN target")
+    n_step: int = param(1, ge=1, help="steps in the bootstrapped return")
+
+
+def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
+    """Value moving linearly from ``start`` to ``end`` over ``duration`` steps, then ``end``."""
+    if duration <= 0:
+        return end
+    return start + min(1.0, step / duration) * (end - start)
+
+
+def td_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: torch.Tensor,
+              next_q_online: torch.Tensor | None = None) -> torch.Tensor:
+    """y = R + gamma^m * Q_target(s', a'), with a' = argmax Q_target (DQN) or argmax Q_online
+    (Double DQN). ``discounts`` is already 0 where the episode terminated."""
+    if next_q_online is None:
+        next_q = next_q_target.max(dim=1).values
+    else:
+        next_actions = next_q_online.argmax(dim=1, keepdim=True)
+        next_q = next_q_target.gather(1, next_actions).squeeze(1)
+    return returns + discounts * next_q
+
+
+@ALGOS.register("dqn")
+class DQN:
+    """Deep Q-learning for discrete actions."""
+
+    Config = DQNConfig
+    action_spaces = ("discrete",)
+
+    @staticmethod
+    def check_config(cfg: DQNConfig, run: RunConfig) -> None:
+        if cfg.learning_starts > run.total_steps:
+            raise DrlrunError(
+                f"algo.learning_starts={cfg.learning_starts} is larger than total_steps={run.total_steps}: "
+                "the agent would never learn. Lower algo.learning_starts or raise total_steps."
+            )
+        if cfg.batch_size > run.buffer.capacity:
+            raise DrlrunError(
+                f"algo.batch_size={cfg.batch_size} is larger than buffer.capacity={run.buffer.capacity}. "
+                "Lower the batch size or enlarge the buffer."
+            )
+        if cfg.exploration_final_eps > cfg.exploration_initial_eps:
+            raise DrlrunError(
+                f"algo.exploration_final_eps={cfg.exploration_final_eps} is above "
+                f"algo.exploration_initial_eps={cfg.exploration_initial_eps}; epsilon should decay."
+            )
+
+    def __init__(self, cfg: DQNConfig, ctx: BuildContext) -> None:
+        self.cfg = cfg
+        self.device = ctx.device
+        self.total_steps = ctx.total_steps
+        self.n_actions = ctx.spec.n_actions
+        self.q_network = NETWORKS.build(ctx.network.name, ctx.network, ctx.spec.obs_dim, self.n_actions).to(self.device)
+        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=cfg.lr)
+        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, ctx.spec, gamma=cfg.gamma, n_step=cfg.n_step,
+                                    device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
+        self.rng = np.random.default_rng(ctx.seed)
+        self.steps = 0  # env steps observed
+        self.gradient_steps = 0
+        self.last_train_step = 0
+        self.last_target_step = 0
+        self._last_loss: torch.Tensor | None = None
+        self._last_q: torch.Tensor | None = None
+
+    @property
+    def epsilon(self) -> float:
+        c = self.cfg
+        duration = int(c.exploration_fraction * self.total_steps)
+        return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, duration, self.steps)
+
+    # ------------------------------------------------------------------ act
+    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+        n = len(obs)
+        eps = self.epsilon if explore else 0.0
+        if eps >= 1.0:  # pure exploration: no forward pass needed
+            return self.rng.integers(self.n_actions, size=n)
+        with torch.inference_mode():
+            q_values = self.q_network(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+            actions = q_values.argmax(dim=1).cpu().numpy()
+        if eps > 0.0:
+            explore_mask = self.rng.random(n) < eps
+            actions = np.where(explore_mask, self.rng.integers(self.n_actions, size=n), actions)
+        return actions
+
+    # ------------------------------------------------------------------ observe
+    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
+        self.buffer.add(obs, actions, rewards, next_obs, terminated, truncated, valid)
+        self.steps += len(obs)
+
+    # ------------------------------------------------------------------ update
+    def update(self) -> None:
+        c = self.cfg
+        if self.steps < c.learning_starts or self.steps - self.last_train_step < c.train_freq:
+            return
+        self.last_train_step = self.steps
+        if self.steps - self.last_target_step >= c.target_update_interval:
+            self.last_target_step = self.steps
+            self._update_target()
+        for _ in range(c.gradient_steps):
+            batch = self.buffer.sample(c.batch_size)
+            loss, td_errors, q_taken = self.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
+            self.optimizer.step()
+            self.buffer.update_priorities(batch.indices, td_errors)
+            self.gradient_steps += 1
+        self._last_loss, self._last_q = loss.detach(), q_taken.detach().mean()
+
+    def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Importance-weighted Huber (or squared) TD error; returns (loss, td errors, Q(s, a))."""
+        q_taken = self.q_network(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        with torch.no_grad():
+            next_q_online = self.q_network(batch.next_obs) if self.cfg.double else None
+            y = td_target(batch.returns, batch.discounts, self.target_network(batch.next_obs), next_q_online)
+        if self.cfg.loss == "huber":
+            elementwise = F.smooth_l1_loss(q_taken, y, reduction="none")
+        else:
+            elementwise = F.mse_loss(q_taken, y, reduction="none")
+        return (batch.weights * elementwise).mean(), y - q_taken.detach(), q_taken
+
+    @torch.no_grad()
+    def _update_target(self) -> None:
+        tau = self.cfg.tau
+        if tau >= 1.0:
+            self.target_network.load_state_dict(self.q_network.state_dict())
+            return
+        for target, online in zip(self.target_network.parameters(), self.q_network.parameters(), strict=True):
+            target.lerp_(online, tau)
+
+    def metrics(self) -> dict[str, float]:
+        out = {"charts/epsilon": self.epsilon}
+        if self._last_loss is not None and self._last_q is not None:
+            out["losses/td_loss"] = float(self._last_loss)
+            out["losses/q_values"] = float(self._last_q)
+            out["charts/gradient_steps"] = float(self.gradient_steps)
+        return out
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "q_network": self.q_network.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "counters": {"steps": self.steps, "gradient_steps": self.gradient_steps,
+                         "last_train_step": self.last_train_step, "last_target_step": self.last_target_step},
+        }
+        if with_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q_network.load_state_dict(state["q_network"])
+        self.target_network.load_state_dict(state["target_network"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        for key, value in state.get("counters", {}).items():
+            setattr(self, key, int(value))
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

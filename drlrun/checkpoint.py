@@ -1,0 +1,80 @@
+"""Checkpoints: written atomically, read back without ever unpickling code.
+
+A checkpoint is a ``torch.save`` file holding only tensors and plain Python values. It is loaded
+with ``torch.load(weights_only=True)``, which refuses any other object instead of running it,
+and carries a header (format, algorithm, environment, shapes) checked before the agent is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drlrun.errors import DrlrunError
+
+FORMAT = "drlrun-checkpoint"
+VERSION = 1
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through ``write(file)`` to a temp file in the same directory, fsync, then rename.
+
+    A crash at any moment leaves either the old file or the new one, never a torn file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save(path: Path, header: dict[str, Any], state: dict[str, Any]) -> None:
+    payload = {"format": FORMAT, "version": VERSION, "header": header, "state": state}
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return ``(header, state)``; anything but a drlrun checkpoint is refused with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DrlrunError(f"Checkpoint {str(path)!r} does not exist.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DrlrunError(
+            f"Refused to load {str(path)!r}: it holds pickled Python objects, which could run code. "
+            f"drlrun checkpoints hold only tensors and plain values. ({str(exc).splitlines()[0]})"
+        ) from exc
+    except Exception as exc:
+        raise DrlrunError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DrlrunError(f"{str(path)!r} is not a drlrun checkpoint (no '{FORMAT}' header).")
+    if payload.get("version") != VERSION:
+        raise DrlrunError(f"{str(path)!r} has checkpoint version {payload.get('version')}; this drlrun reads {VERSION}.")
+    return payload["header"], payload["state"]
+
+
+def check_header(path: str | Path, header: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Fail, naming both values, where the checkpoint was made for another algorithm/env/shape."""
+    for key, want in expected.items():
+        got = header.get(key)
+        if got != want:
+            raise DrlrunError(
+                f"Checkpoint {str(path)!r} was written for {key}={got!r}, but this run has {key}={want!r}."
+            )

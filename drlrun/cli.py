@@ -1,0 +1,103 @@
+"""``drlrun``: the Hydra command line.
+
+``drlrun algo=dqn env=CartPole-v1 seed=1`` composes ``conf/``, creates the run directory and
+calls :func:`drlrun.runner.train`. User errors (:class:`DrlrunError`) print as one paragraph and
+exit with status 2; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from drlrun.envs import slug
+from drlrun.errors import DrlrunError
+
+EXIT_USER_ERROR = 2
+console = Console(stderr=True)
+
+if not OmegaConf.has_resolver("slug"):
+    OmegaConf.register_new_resolver("slug", slug)
+
+
+def print_error(exc: BaseException) -> None:
+    console.print(f"[bold red]drlrun error:[/] {exc}", highlight=False, soft_wrap=True)
+
+
+def _wants_traceback(cfg: DictConfig | None = None) -> bool:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return True
+    if cfg is not None:
+        return bool(cfg.get("debug", False))
+    return any(arg in ("debug=true", "debug=True", "++debug=true") for arg in sys.argv[1:])
+
+
+@hydra.main(config_path="pkg://drlrun.conf", config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float:
+    """Hydra's task function; returns the final evaluation mean (what a sweeper optimises)."""
+    from drlrun.config import to_settings
+    from drlrun.runner import train
+    from drlrun.telemetry import summary_table
+
+    try:
+        settings = to_settings(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        summary = train(settings, run_dir)
+    except DrlrunError as exc:
+        if _wants_traceback(cfg) or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print_error(exc)
+        sys.exit(EXIT_USER_ERROR)
+    console.print(summary_table(summary, run_dir))
+    return float(summary["final_return_mean"])
+
+
+def _env_group_options() -> set[str]:
+    folder = resources.files("drlrun.conf") / "env"
+    return {p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def rewrite_env_id(argv: list[str]) -> list[str]:
+    """Let ``env.id=X`` pick the environment, with X's preset where one exists.
+
+    Tuned presets are chosen by the ``env`` group option (``${algo}_${env}``). Overriding only
+    ``env.id`` would otherwise keep the default group option (CartPole-v1) and apply its preset
+    to another environment. So, when no ``env=`` is given, ``env.id=X`` also selects ``env=X``
+    where conf/env/X.yaml exists, and the neutral ``env=gym`` otherwise.
+    """
+    if any(a.split("=", 1)[0].lstrip("+~") == "env" for a in argv):
+        return argv
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") == "env.id":
+            simple = "," not in value and not value.startswith(("choice(", "range(", "glob("))
+            option = value if simple and value in _env_group_options() else "gym"
+            return [*argv, f"env={option}"]
+    return argv
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.argv = [sys.argv[0], *rewrite_env_id(sys.argv[1:])]
+    try:
+        from drlrun.config import register_configs
+
+        register_configs()
+    except DrlrunError as exc:
+        if _wants_traceback():
+            raise
+        print_error(exc)
+        sys.exit(EXIT_USER_ERROR)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Structured configuration: typed dataclasses, range checks, and their Hydra registration.
+
+Hydra composes the YAML files under ``conf/``; every group option extends a typed schema stored
+here in Hydra's ConfigStore (``/schema/<group>/<name>``), so a misspelt key or a value of the
+wrong type fails while the configuration is composed, before anything is built. Ranges (a
+negative size, ``gamma`` outside [0, 1], an unknown activation) are declared on the fields with
+:func:`param` and checked by :func:`check_ranges`. The runner then works with plain dataclass
+instances: OmegaConf access is slow and never happens inside the training loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from importlib import resources
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from drlrun.errors import DrlrunError
+
+
+def param(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
+          help: str = "") -> Any:
+    """A dataclass field with a declared valid range or set of choices.
+
+    ``help`` says what the value means; it is shown in errors about the field.
+    """
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_ranges(obj: Any, prefix: str) -> None:
+    """Check every field of the dataclass ``obj`` (recursively) against its declared range."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, key)
+            continue
+        meta = f.metadata
+        if not meta or value is None:
+            continue
+        about = f" ({meta['help']})" if meta.get("help") else ""
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            raise DrlrunError(
+                f"{key}={value!r} is not valid{about}. Valid choices: {', '.join(meta['choices'])}."
+            )
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if isinstance(v, float) and math.isnan(v):
+                raise DrlrunError(f"{key} is NaN{about}; give a number.")
+            for bound, ok, word in (
+                (meta.get("ge"), v >= (meta.get("ge") or 0), ">="),
+                (meta.get("gt"), v > (meta.get("gt") or 0), ">"),
+                (meta.get("le"), v <= (meta.get("le") or 0), "<="),
+                (meta.get("lt"), v < (meta.get("lt") or 0), "<"),
+            ):
+                if bound is not None and not ok:
+                    raise DrlrunError(f"{key}={value!r} is out of range{about}: it must be {word} {bound}.")
+
+
+# --------------------------------------------------------------------------- top-level settings
+@dataclass
+class EnvConfig:
+    """Which environment, how many copies run side by side, and how they are built."""
+
+    id: str = param("CartPole-v1", help="a Gymnasium id, 'module:env-id' or 'module:EnvClass'")
+    num_envs: int = param(1, ge=1, help="environments stepped together in one vector env")
+    vectorization: str = param("auto", choices=("auto", "sync", "async"),
+                               help="auto uses Gymnasium's native vector env where one exists")
+    max_episode_steps: int | None = param(None, ge=1, help="override the episode time limit")
+    threshold: float | None = param(None, help="return at which the task counts as solved; "
+                                               "default: the environment's reward_threshold")
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    """Periodic deterministic evaluation on environments separate from training."""
+
+    interval: int = param(10_000, ge=0, help="env steps between evaluations; 0: only at the end")
+    episodes: int = param(10, ge=1, help="episodes per evaluation")
+    deterministic: bool = True
+    early_stop: bool = param(False, help="stop once an evaluation reaches the threshold")
+    target_return: float | None = param(None, help="solved threshold overriding env.threshold")
+
+
+@dataclass
+class CheckpointConfig:
+    """When to write ``checkpoints/latest.pt`` (always also at evaluations and at the end)."""
+
+    interval: int = param(0, ge=0, help="env steps between extra 'latest' checkpoints; 0: none")
+    save_best: bool = True
+    enabled: bool = True
+
+
+@dataclass
+class LogConfig:
+    interval: int = param(1_000, ge=1, help="env steps between metric rows and progress updates")
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class RunConfig:
+    """The root of the configuration; ``algo``/``env``/``network``/``buffer`` are config groups."""
+
+    algo: Any = None
+    env: Any = None
+    network: Any = None
+    buffer: Any = None
+    seed: int = param(0, ge=0, help="seeds python, numpy, torch and the environments")
+    device: str = param("auto", help="auto, cpu, cuda or cuda:N")
+    total_steps: int = param(100_000, ge=1, help="environment steps to train for")
+    torch_threads: int = param(1, ge=0, help="torch CPU threads; 0 lets torch decide")
+    debug: bool = param(False, help="show Python tracebacks for errors")
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+GROUPS = ("algo", "env", "network", "buffer")
+
+
+def register_configs() -> None:
+    """Store the root schema and one schema per registered component in Hydra's ConfigStore.
+
+    Plug-in algorithms, networks and buffers that ship no YAML file become group options
+    directly from their config dataclass, so ``algo=<plugin>`` works with no file in ``conf/``.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from drlrun.components import load_builtin_components
+    from drlrun.registry import ALGOS, BUFFERS, NETWORKS
+
+    load_builtin_components()
+    conf = resources.files("drlrun.conf")
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)
+    cs.store(group="schema/env", name="env", node=EnvConfig, package="env")
+    for group, registry in (("algo", ALGOS), ("network", NETWORKS), ("buffer", BUFFERS)):
+        for name, cls in registry.items():
+            cs.store(group=f"schema/{group}", name=name, node=cls.Config, package=group)
+            if not (conf / group / f"{name}.yaml").is_file():
+                cs.store(group=group, name=name, node=cls.Config)
+
+
+def to_settings(cfg: DictConfig) -> RunConfig:
+    """Turn the composed configuration into plain, range-checked dataclass instances."""
+    from drlrun.registry import ALGOS, BUFFERS, NETWORKS
+
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    sections: dict[str, Any] = {}
+    for group, registry in (("algo", ALGOS), ("network", NETWORKS), ("buffer", BUFFERS)):
+        node = container.pop(group) or {}
+        name = node.get("name")
+        if not name:
+            raise DrlrunError(f"The '{group}' config has no 'name'. Valid choices: {', '.join(registry.names())}.")
+        sections[group] = _build(registry.get(name).Config, node, group)
+    sections["env"] = _build(EnvConfig, container.pop("env") or {}, "env")
+    run = _build(RunConfig, container, "")
+    for key, value in sections.items():
+        setattr(run, key, value)
+    check_ranges(run, "")
+    _check_device(run.device)
+    return run
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Merge ``values`` into the schema ``cls``; unknown keys and wrong types name the key."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            from drlrun.errors import choices_hint
+
+            full = f"{prefix}.{key}" if prefix else key
+            raise DrlrunError(f"Unknown key {full!r}. {choices_hint(key, names)}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), values)
+        return OmegaConf.to_object(merged)
+    except Exception as exc:  # OmegaConf's ValidationError and friends
+        key = getattr(exc, "full_key", "") or ""
+        full = f"{prefix}.{key}" if prefix and key else (key or prefix)
+        msg = str(exc).splitlines()[0]
+        raise DrlrunError(f"Invalid value for {full!r}: {msg}") from exc
+
+
+def _check_device(device: str) -> None:
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return
+    raise DrlrunError(f"device={device!r} is not valid. Valid choices: auto, cpu, cuda, cuda:N.")
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a dataclass into dotted keys with primitive values (for HParams and summaries)."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(obj).items() if dataclasses.is_dataclass(obj) else obj.items()
+    for key, value in items:
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, full))
+        elif isinstance(value, (list, tuple)):
+            out[full] = str(list(value))
+        else:
+            out[full] = value
+    return out

@@ -1,0 +1,271 @@
+"""The one training loop. Algorithms act, observe and update; everything else happens here.
+
+Per vector step the hot path is: one batched ``agent.act``, one ``envs.step``, one
+``agent.observe`` (array writes), ``agent.update`` (which returns at once unless it is time to
+learn), and a few numpy operations for episode statistics. Logging, evaluation and checkpoints
+happen on step counters, never per step.
+
+Autoreset: vector envs run in Gymnasium's next-step mode (see ``envs.py``). When env ``i`` ends
+an episode at step t, step t returns the real final observation (so truncated episodes can be
+bootstrapped from it and terminated ones are not), and step t + 1 only resets env ``i``: its
+action is ignored and its row is passed to the agent with ``valid[i] = False``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drlrun import checkpoint
+from drlrun.agent import Agent, BuildContext, EnvSpec
+from drlrun.config import RunConfig, flatten
+from drlrun.envs import check_action_space, describe, make_envs, resolve_env_id, slug, solved_threshold
+from drlrun.errors import DrlrunError
+from drlrun.registry import ALGOS
+from drlrun.telemetry import Telemetry
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DrlrunError(f"device={name!r} was asked for, but torch sees no CUDA GPU here. "
+                              "Use device=cpu or device=auto.")
+        index = torch.device(name).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise DrlrunError(f"device={name!r}: only {torch.cuda.device_count()} GPU(s) are visible.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def evaluate(agent: Agent, envs: Any, episodes: int, seed: int, deterministic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths of ``episodes`` whole episodes, spread evenly over the eval envs.
+
+    Each env runs a fixed number of episodes (not 'the first N to finish', which would favour
+    short episodes), and the envs are reset with the same seeds at every evaluation, so
+    evaluations along a run are comparable.
+    """
+    n = envs.num_envs
+    quota = np.array([(episodes + i) // n for i in range(n)])
+    done_count = np.zeros(n, dtype=np.int64)
+    ep_return = np.zeros(n, dtype=np.float64)
+    ep_length = np.zeros(n, dtype=np.int64)
+    autoreset = np.zeros(n, dtype=bool)
+    returns: list[float] = []
+    lengths: list[int] = []
+    obs, _ = envs.reset(seed=seed)
+    while (done_count < quota).any():
+        actions = agent.act(obs, explore=not deterministic)
+        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        ep_return += rewards
+        ep_length += ~autoreset
+        ended = terminated | truncated
+        for i in np.flatnonzero(ended & (done_count < quota)):
+            returns.append(float(ep_return[i]))
+            lengths.append(int(ep_length[i]))
+            done_count[i] += 1
+        ep_return[ended] = 0.0
+        ep_length[ended] = 0
+        autoreset = ended
+    return np.asarray(returns), np.asarray(lengths)
+
+
+class Run:
+    """One training run: builds everything from a :class:`RunConfig`, then :meth:`train`."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, *, telemetry: Telemetry | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        algo_cls = ALGOS.get(cfg.algo.name)
+        check = getattr(algo_cls, "check_config", None)
+        if check is not None:
+            check(cfg.algo, cfg)
+        self.device = resolve_device(cfg.device)
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        self.env_id = resolve_env_id(cfg.env.id)
+        seed_everything(cfg.seed)
+        self.envs = make_envs(cfg.env, self.env_id, cfg.env.num_envs)
+        try:
+            self.spec: EnvSpec = describe(self.envs, self.env_id)
+            check_action_space(cfg.algo.name, algo_cls, self.spec, dict(ALGOS.items()))
+            self.eval_envs = make_envs(cfg.env, self.env_id, min(cfg.eval.episodes, 16))
+        except BaseException:
+            self.envs.close()
+            raise
+        self.threshold = solved_threshold(cfg.env, self.env_id, cfg.eval.target_return)
+        ctx = BuildContext(spec=self.spec, network=cfg.network, buffer=cfg.buffer, device=self.device,
+                           total_steps=cfg.total_steps, seed=cfg.seed)
+        self.agent: Agent = algo_cls(cfg.algo, ctx)
+        self.telemetry = telemetry
+        self.ckpt_dir = run_dir / "checkpoints"
+
+    # ------------------------------------------------------------------ checkpoints
+    def header(self) -> dict[str, Any]:
+        s = self.spec
+        return {"algo": self.cfg.algo.name, "env": self.env_id, "network": self.cfg.network.name,
+                "obs_shape": list(s.obs_shape), "action_kind": s.action_kind, "action_dim": s.action_dim}
+
+    def save_checkpoint(self, name: str, step: int, extra: dict[str, Any], *, with_buffer: bool) -> None:
+        header = self.header() | {"step": step, "config": flatten(self.cfg)}
+        state = {"agent": self.agent.state_dict(with_buffer=with_buffer), "runner": extra}
+        checkpoint.save(self.ckpt_dir / f"{name}.pt", header, state)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, Any]:
+        cfg, agent, envs, tm = self.cfg, self.agent, self.envs, self.telemetry
+        assert tm is not None
+        n = envs.num_envs
+        total = cfg.total_steps
+        log_every = cfg.log.interval
+        eval_every = cfg.eval.interval if cfg.eval.interval > 0 else math.inf
+        ckpt_every = cfg.checkpoint.interval if cfg.checkpoint.interval > 0 else math.inf
+        next_log, next_eval, next_ckpt = log_every, eval_every, ckpt_every
+
+        ep_return = np.zeros(n, dtype=np.float64)
+        ep_length = np.zeros(n, dtype=np.int64)
+        autoreset = np.zeros(n, dtype=bool)
+        pending_steps: list[int] = []  # finished episodes since the last log
+        pending_returns: list[float] = []
+        pending_lengths: list[int] = []
+        episodes = 0
+        last_return: float | None = None
+        evals: list[tuple[int, float, float]] = []
+        best = -math.inf
+        solved_at: int | None = None
+        early_stopped = False
+
+        start = time.perf_counter()
+        last_log_time, last_log_step = start, 0
+        step = 0
+        obs, _ = envs.reset(seed=cfg.seed)
+        while step < total:
+            actions = agent.act(obs, explore=True)
+            next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+            valid = ~autoreset
+            agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
+            step += n
+            ep_return += rewards
+            ep_length += valid
+            ended = terminated | truncated
+            if ended.any():
+                for i in np.flatnonzero(ended):
+                    pending_steps.append(step)
+                    pending_returns.append(float(ep_return[i]))
+                    pending_lengths.append(int(ep_length[i]))
+                ep_return[ended] = 0.0
+                ep_length[ended] = 0
+            autoreset = ended
+            obs = next_obs
+            agent.update()
+
+            if step >= next_log or step >= total:
+                next_log += log_every
+                now = time.perf_counter()
+                sps = (step - last_log_step) / max(now - last_log_time, 1e-9)
+                last_log_time, last_log_step = now, step
+                row = {"charts/SPS": step / max(now - start, 1e-9), **agent.metrics()}
+                if pending_returns:
+                    episodes += len(pending_returns)
+                    last_return = float(np.mean(pending_returns))
+                    row.update({"charts/episodic_return": last_return,
+                                "charts/episodic_length": float(np.mean(pending_lengths)),
+                                "charts/episodes": float(episodes)})
+                    tm.episodes(pending_steps, pending_returns, pending_lengths)
+                    pending_steps, pending_returns, pending_lengths = [], [], []
+                tm.scalars(step, row)
+                tm.progress(step, sps, last_return, evals[-1][1] if evals else None)
+
+            if step >= next_eval or step >= total:
+                next_eval += eval_every
+                mean, std = self._evaluate(step, evals)
+                runner_state = {"step": step, "episodes": episodes}
+                if cfg.checkpoint.enabled:
+                    self.save_checkpoint("latest", step, runner_state, with_buffer=True)
+                    next_ckpt = step + ckpt_every
+                if mean > best:
+                    best = mean
+                    if cfg.checkpoint.enabled and cfg.checkpoint.save_best:
+                        self.save_checkpoint("best", step, runner_state, with_buffer=False)
+                if self.threshold is not None and mean >= self.threshold and solved_at is None:
+                    solved_at = step
+                if cfg.eval.early_stop and self.threshold is not None and mean >= self.threshold:
+                    early_stopped = True
+                    tm.message(f"[green]Early stop at step {step:,}: evaluation {mean:.1f} >= {self.threshold:g}.")
+                    break
+            if step >= next_ckpt and cfg.checkpoint.enabled:
+                next_ckpt = step + ckpt_every
+                self.save_checkpoint("latest", step, {"step": step, "episodes": episodes}, with_buffer=True)
+
+        wall = time.perf_counter() - start
+        final_step, final_mean, final_std = evals[-1]
+        summary = {
+            "algo": cfg.algo.name, "env": self.env_id, "seed": cfg.seed, "status": "completed",
+            "early_stopped": early_stopped, "total_steps": step, "episodes": episodes,
+            "wall_seconds": round(wall, 3), "steps_per_second": round(step / max(wall, 1e-9), 1),
+            "final_return_mean": final_mean, "final_return_std": final_std, "final_eval_step": final_step,
+            "best_return_mean": best, "threshold": self.threshold, "solved_at_step": solved_at,
+            "device": str(self.device), "run_dir": str(self.run_dir),
+        }
+        tm.scalars(step, {"charts/SPS": summary["steps_per_second"]})
+        tm.hparams(flatten(cfg), {"hparams/final_return_mean": final_mean,
+                                  "hparams/best_return_mean": best,
+                                  "hparams/steps_per_second": summary["steps_per_second"]})
+        return summary
+
+    def _evaluate(self, step: int, evals: list[tuple[int, float, float]]) -> tuple[float, float]:
+        cfg = self.cfg
+        returns, lengths = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
+                                    cfg.seed + EVAL_SEED_OFFSET, cfg.eval.deterministic)
+        mean, std = float(returns.mean()), float(returns.std())
+        evals.append((step, mean, std))
+        assert self.telemetry is not None
+        self.telemetry.scalars(step, {"eval/return_mean": mean, "eval/return_std": std,
+                                      "eval/length_mean": float(lengths.mean())})
+        if not self.telemetry.live:
+            self.telemetry.message(f"step {step:>9,}  eval return {mean:8.1f} +/- {std:.1f}")
+        return mean, std
+
+    def close(self) -> None:
+        self.envs.close()
+        self.eval_envs.close()
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    checkpoint.atomic_write(run_dir / "summary.json",
+                            lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+
+
+def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None) -> dict[str, Any]:
+    """Build, train and summarise one run in ``run_dir``; returns the summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(cfg, run_dir)
+    title = f"{cfg.algo.name} {slug(run.env_id)} seed {cfg.seed}"
+    run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title,
+                              tensorboard=cfg.log.tensorboard,
+                              progress=cfg.log.progress if progress is None else progress)
+    try:
+        summary = run.train()
+    finally:
+        run.telemetry.close()
+        run.close()
+    write_summary(run_dir, summary)
+    return summary
+
+
+
