@@ -56,7 +56,9 @@ def _hydra_main(cfg: DictConfig) -> float:
             raise
         print_error(exc)
         sys.exit(EXIT_USER_ERROR)
-    console.print(summary_table(summary, run_dir))
+    out = Console()
+    out.print(summary_table(summary, run_dir))
+    out.print(f"TensorBoard: tensorboard --logdir {run_dir}", soft_wrap=True, highlight=False)
     return float(summary["final_return_mean"])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def load_builtin_components() -> None:
-    import drlrun.algos.dqn  # noqa: F401
-    import drlrun.buffers.prioritized  # noqa: F401
-    import drlrun.buffers.replay  # noqa: F401
+    import drlrun.algos.dqn
+    import drlrun.buffers.prioritized
+    import drlrun.buffers.replay
     import drlrun.nets  # noqa: F401

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -120,7 +120,7 @@ class RunConfig:
     seed: int = param(0, ge=0, help="seeds python, numpy, torch and the environments")
     device: str = param("auto", help="auto, cpu, cuda or cuda:N")
     total_steps: int = param(100_000, ge=1, help="environment steps to train for")
-    torch_threads: int = param(1, ge=0, help="torch CPU threads; 0 lets torch decide")
+    torch_threads: int = param(0, ge=0, help="torch CPU threads; 0 lets torch decide (all cores)")
     debug: bool = param(False, help="show Python tracebacks for errors")
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

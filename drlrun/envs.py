@@ -119,5 +119,5 @@ def solved_threshold(cfg: EnvConfig, env_id: str, target_return: float | None) -
 
 
 def slug(text: str) -> str:
-    """A file-name-safe version of ``text`` (env ids may hold ':' or '/')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    """A file-name-safe version of ``text`` (env ids may hold ':' or '/'; overrides may hold quotes)."""
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text)

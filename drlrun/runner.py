@@ -26,7 +26,14 @@ import torch
 from drlrun import checkpoint
 from drlrun.agent import Agent, BuildContext, EnvSpec
 from drlrun.config import RunConfig, flatten
-from drlrun.envs import check_action_space, describe, make_envs, resolve_env_id, slug, solved_threshold
+from drlrun.envs import (
+    check_action_space,
+    describe,
+    make_envs,
+    resolve_env_id,
+    slug,
+    solved_threshold,
+)
 from drlrun.errors import DrlrunError
 from drlrun.registry import ALGOS
 from drlrun.telemetry import Telemetry
@@ -193,7 +200,7 @@ class Run:
 
             if step >= next_eval or step >= total:
                 next_eval += eval_every
-                mean, std = self._evaluate(step, evals)
+                mean, _std = self._evaluate(step, evals)
                 runner_state = {"step": step, "episodes": episodes}
                 if cfg.checkpoint.enabled:
                     self.save_checkpoint("latest", step, runner_state, with_buffer=True)

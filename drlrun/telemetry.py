@@ -114,11 +114,10 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> Table:
     table = Table(title=f"drlrun: {summary['algo']} on {summary['env']} (seed {summary['seed']})",
                   show_header=False, title_justify="left")
     table.add_column("key", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key in ("status", "total_steps", "wall_seconds", "steps_per_second", "final_return_mean",
                 "final_return_std", "best_return_mean", "threshold", "solved_at_step"):
         value = summary.get(key)
         table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
     table.add_row("run directory", str(run_dir))
-    table.add_row("TensorBoard", f"tensorboard --logdir {run_dir}")
     return table

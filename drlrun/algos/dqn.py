@@ -25,6 +25,7 @@ from drlrun.agent import BuildContext
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
+from drlrun.nets import make_adam
 from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 
 
@@ -99,7 +100,7 @@ class DQN:
         self.n_actions = ctx.spec.n_actions
         self.q_network = NETWORKS.build(ctx.network.name, ctx.network, ctx.spec.obs_dim, self.n_actions).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=cfg.lr)
+        self.optimizer = make_adam(self.q_network.parameters(), cfg.lr, self.device)
         self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, ctx.spec, gamma=cfg.gamma, n_step=cfg.n_step,
                                     device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
         self.rng = np.random.default_rng(ctx.seed)
@@ -153,21 +154,24 @@ class DQN:
             if c.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
             self.optimizer.step()
-            self.buffer.update_priorities(batch.indices, td_errors)
+            if td_errors is not None:
+                self.buffer.update_priorities(batch.indices, td_errors)
             self.gradient_steps += 1
         self._last_loss, self._last_q = loss.detach(), q_taken.detach().mean()
 
-    def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Importance-weighted Huber (or squared) TD error; returns (loss, td errors, Q(s, a))."""
+    def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Importance-weighted Huber (or squared) TD error.
+
+        Returns (loss, TD errors y - Q(s, a) for prioritized replay or None, Q(s, a))."""
         q_taken = self.q_network(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         with torch.no_grad():
             next_q_online = self.q_network(batch.next_obs) if self.cfg.double else None
             y = td_target(batch.returns, batch.discounts, self.target_network(batch.next_obs), next_q_online)
-        if self.cfg.loss == "huber":
-            elementwise = F.smooth_l1_loss(q_taken, y, reduction="none")
-        else:
-            elementwise = F.mse_loss(q_taken, y, reduction="none")
-        return (batch.weights * elementwise).mean(), y - q_taken.detach(), q_taken
+        loss_fn = F.smooth_l1_loss if self.cfg.loss == "huber" else F.mse_loss
+        if batch.weights is None:  # uniform replay: a plain mean, no priorities to update
+            return loss_fn(q_taken, y), None, q_taken
+        loss = (batch.weights * loss_fn(q_taken, y, reduction="none")).mean()
+        return loss, y - q_taken.detach(), q_taken
 
     @torch.no_grad()
     def _update_target(self) -> None:

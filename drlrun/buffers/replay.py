@@ -40,7 +40,7 @@ class ReplayBatch(NamedTuple):
     returns: torch.Tensor  # n-step discounted reward sum R_t^(m), m <= n
     next_obs: torch.Tensor  # observation m steps later, to bootstrap from
     discounts: torch.Tensor  # gamma^m, or 0 where the window ended in a termination
-    weights: torch.Tensor  # importance-sampling weights (ones for uniform replay)
+    weights: torch.Tensor | None  # importance-sampling weights; None for uniform replay
     indices: np.ndarray  # flat positions, for priority updates
 
 
@@ -120,24 +120,24 @@ class ReplayBuffer:
         while invalid.any():  # autoreset rows are rare (one per episode): redraw them
             flat[invalid] = self.rng.integers(0, self.stored_rows * self.num_envs, size=int(invalid.sum()))
             invalid = ~self.valid.reshape(-1)[flat]
-        return self._gather(flat, np.ones(batch_size, dtype=np.float32))
+        return self._gather(flat, None)
 
-    def _gather(self, flat: np.ndarray, weights: np.ndarray) -> ReplayBatch:
+    def _gather(self, flat: np.ndarray, weights: np.ndarray | None) -> ReplayBatch:
         rows, envs = np.divmod(flat, self.num_envs)
         if self.n_step == 1:
             last = rows
-            returns = self.rewards[rows, envs].astype(np.float64)
-            steps = np.ones(len(rows), dtype=np.int64)
+            returns = self.rewards[rows, envs]
+            discounts = np.where(self.terminated[rows, envs], np.float32(0.0), np.float32(self.gamma))
         else:
             returns, last, steps = self._n_step_window(rows, envs)
-        discounts = self.discount_powers[steps] * ~self.terminated[last, envs]
+            discounts = (self.discount_powers[steps] * ~self.terminated[last, envs]).astype(np.float32)
         return ReplayBatch(
             obs=self._tensor(self.obs[rows, envs]),
             actions=self._tensor(self.actions[rows, envs]),
-            returns=self._tensor(returns.astype(np.float32)),
+            returns=self._tensor(returns.astype(np.float32, copy=False)),
             next_obs=self._tensor(self._next_obs(last, envs)),
-            discounts=self._tensor(discounts.astype(np.float32)),
-            weights=self._tensor(weights),
+            discounts=self._tensor(discounts),
+            weights=None if weights is None else self._tensor(weights),
             indices=flat,
         )
 
@@ -166,7 +166,8 @@ class ReplayBuffer:
         return out
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(self.device, non_blocking=True)
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device, non_blocking=True)
 
     def update_priorities(self, indices: np.ndarray, td_errors: torch.Tensor) -> None:
         """Uniform replay has no priorities."""
