@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise DrlrunError(f"Checkpoint {str(path)!r} does not exist.")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise DrlrunError(f"{str(path)!r} is not a readable checkpoint (corrupt, truncated, or not a torch.save file).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -74,8 +74,9 @@ class EnvConfig:
 
     id: str = param("CartPole-v1", help="a Gymnasium id, 'module:env-id' or 'module:EnvClass'")
     num_envs: int = param(1, ge=1, help="environments stepped together in one vector env")
-    vectorization: str = param("auto", choices=("auto", "sync", "async"),
-                               help="auto uses Gymnasium's native vector env where one exists")
+    vectorization: str = param("auto", choices=("auto", "native", "sync", "async"),
+                               help="auto: Gymnasium's native vector env where one exists and "
+                                    "num_envs >= 4, else sync")
     max_episode_steps: int | None = param(None, ge=1, help="override the episode time limit")
     threshold: float | None = param(None, help="return at which the task counts as solved; "
                                                "default: the environment's reward_threshold")
@@ -120,7 +121,7 @@ class RunConfig:
     seed: int = param(0, ge=0, help="seeds python, numpy, torch and the environments")
     device: str = param("auto", help="auto, cpu, cuda or cuda:N")
     total_steps: int = param(100_000, ge=1, help="environment steps to train for")
-    torch_threads: int = param(0, ge=0, help="torch CPU threads; 0 lets torch decide (all cores)")
+    torch_threads: int = param(1, ge=0, help="torch CPU threads; 0 lets torch use all cores")
     debug: bool = param(False, help="show Python tracebacks for errors")
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -21,6 +21,8 @@ from drlrun.agent import EnvSpec
 from drlrun.config import EnvConfig
 from drlrun.errors import DrlrunError, choices_hint
 
+NATIVE_MIN_ENVS = 4
+
 
 def resolve_env_id(env_id: str) -> str:
     """Return a registered Gymnasium id for ``env_id``.
@@ -60,7 +62,15 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     mode = cfg.vectorization
     if mode == "auto":
-        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+        # Measured on CartPole: the native vector env costs ~26 us a step whatever num_envs is,
+        # the sync one ~10 us per copy, so native wins from about 3 copies up.
+        native = spec.vector_entry_point is not None and num_envs >= NATIVE_MIN_ENVS
+        mode = "vector_entry_point" if native else "sync"
+    elif mode == "native":
+        if spec.vector_entry_point is None:
+            raise DrlrunError(f"env.vectorization=native: env.id={env_id!r} has no native vector env. "
+                              "Valid choices: auto, sync, async.")
+        mode = "vector_entry_point"
     vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs, **kwargs)

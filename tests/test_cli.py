@@ -61,6 +61,10 @@ def test_env_id_alone_selects_that_environments_preset_or_none(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = read_summary(tmp_path / "b")
     assert summary["env"] == "fake_envs.GuessEnv" and summary["total_steps"] == 300
+    result = cli("env.id=fake_envs:FakeGuess-v0", "total_steps=300", "eval.episodes=2", "algo.learning_starts=50",
+                 "algo.batch_size=16", f"hydra.run.dir={tmp_path / 'c'}")
+    assert result.returncode == 0, result.stderr
+    assert read_summary(tmp_path / "c")["env"] == "FakeGuess-v0"
 
 
 @pytest.mark.parametrize("extra", [("algo.double=true", "network=dueling"), ("buffer=prioritized", "algo.n_step=3")])

@@ -105,7 +105,7 @@ class DQN:
                                     device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = 0  # env steps observed
-        self.gradient_steps = 0
+        self.n_updates = 0
         self.last_train_step = 0
         self.last_target_step = 0
         self._last_loss: torch.Tensor | None = None
@@ -156,7 +156,7 @@ class DQN:
             self.optimizer.step()
             if td_errors is not None:
                 self.buffer.update_priorities(batch.indices, td_errors)
-            self.gradient_steps += 1
+            self.n_updates += 1
         self._last_loss, self._last_q = loss.detach(), q_taken.detach().mean()
 
     def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -187,7 +187,7 @@ class DQN:
         if self._last_loss is not None and self._last_q is not None:
             out["losses/td_loss"] = float(self._last_loss)
             out["losses/q_values"] = float(self._last_q)
-            out["charts/gradient_steps"] = float(self.gradient_steps)
+            out["charts/gradient_steps"] = float(self.n_updates)
         return out
 
     # ------------------------------------------------------------------ state
@@ -197,7 +197,7 @@ class DQN:
             "target_network": self.target_network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
-            "counters": {"steps": self.steps, "gradient_steps": self.gradient_steps,
+            "counters": {"steps": self.steps, "n_updates": self.n_updates,
                          "last_train_step": self.last_train_step, "last_target_step": self.last_target_step},
         }
         if with_buffer:
