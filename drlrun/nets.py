@@ -88,3 +88,20 @@ class DuelingQNetwork(nn.Module):
         features = self.torso(obs)
         advantages = self.advantage(features)
         return self.value(features) + advantages - advantages.mean(dim=-1, keepdim=True)
+
+
+class TwinQNetwork(nn.Module):
+    """Two independent critics Q1(s, a), Q2(s, a) for SAC and TD3 (clipped double Q-learning).
+
+    ``forward`` returns both as a ``[2, batch]`` tensor, so callers take ``.min(0)`` for the
+    target and sum both losses.
+    """
+
+    def __init__(self, cfg: MLPConfig, obs_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.q1 = MLP(cfg, obs_dim + action_dim, 1)
+        self.q2 = MLP(cfg, obs_dim + action_dim, 1)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs.flatten(1), actions], dim=1)
+        return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
