@@ -6,6 +6,7 @@ A network class takes ``(cfg, in_dim, out_dim)`` and maps a batch of flat observ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class MLPConfig:
     name: str = "mlp"
     hidden_sizes: list[int] = param([64, 64], ge=1, help="widths of the hidden layers")
     activation: str = param("relu", choices=tuple(ACTIVATIONS))
+    shared: bool = param(False, help="actor-critic algorithms: one torso for policy and value")
 
 
 @NETWORKS.register("mlp")
@@ -105,3 +107,100 @@ class TwinQNetwork(nn.Module):
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs.flatten(1), actions], dim=1)
         return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
+
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def orthogonal_init(module: nn.Module, gain: float) -> None:
+    """Orthogonal weights and zero biases for every Linear layer in ``module``."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+
+
+class ActorCritic(nn.Module):
+    """Policy pi(a|s) and value V(s) for the policy-gradient family.
+
+    Discrete actions: a categorical policy over logits. Continuous actions: a diagonal Gaussian
+    with a state-independent, learned log-std. The torso is shared between policy and value when
+    ``network.shared=true``, otherwise each has its own. With ``orthogonal=True`` layers get the
+    orthogonal initialisation of PPO's reference implementation (gain sqrt(2) in the torso,
+    0.01 for the policy output, 1 for the value output). Distributions are written out as
+    plain tensor math rather than ``torch.distributions`` objects: acting happens every step.
+    """
+
+    def __init__(self, cfg: MLPConfig, obs_dim: int, discrete: bool, action_dim: int, *,
+                 critic: bool = True, orthogonal: bool = True, log_std_init: float = 0.0) -> None:
+        super().__init__()
+        self.discrete = discrete
+        self.shared = bool(getattr(cfg, "shared", False))
+        actor_layers, width = mlp_layers(obs_dim, cfg.hidden_sizes, cfg.activation)
+        self.actor_torso = nn.Sequential(nn.Flatten(), *actor_layers)
+        self.actor_head = nn.Linear(width, action_dim)
+        self.log_std = None if discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        self.critic_torso: nn.Module | None = None
+        self.critic_head: nn.Linear | None = None
+        if critic:
+            if not self.shared:
+                critic_layers, _ = mlp_layers(obs_dim, cfg.hidden_sizes, cfg.activation)
+                self.critic_torso = nn.Sequential(nn.Flatten(), *critic_layers)
+            self.critic_head = nn.Linear(width, 1)
+        if orthogonal:
+            orthogonal_init(self, math.sqrt(2.0))
+            orthogonal_init(self.actor_head, 0.01)
+            if self.critic_head is not None:
+                orthogonal_init(self.critic_head, 1.0)
+
+    def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        actor = self.actor_torso(obs)
+        if self.critic_head is None:
+            return actor, None
+        critic = actor if self.critic_torso is None else self.critic_torso(obs)
+        return actor, critic
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.critic_head is None:
+            raise RuntimeError("this ActorCritic was built without a critic")
+        features = self.actor_torso(obs) if self.critic_torso is None else self.critic_torso(obs)
+        return self.critic_head(features).squeeze(-1)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Sampled (or most likely) actions, their log-probabilities, and V(s) if there is a critic."""
+        actor, critic = self._features(obs)
+        out = self.actor_head(actor)
+        if self.discrete:
+            log_probs = torch.log_softmax(out, dim=-1)
+            if deterministic:
+                actions = out.argmax(dim=-1)
+            else:
+                actions = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+            log_prob = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        else:
+            assert self.log_std is not None
+            actions = out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
+            log_prob = gaussian_log_prob(actions, out, self.log_std)
+        value = None if critic is None or self.critic_head is None else self.critic_head(critic).squeeze(-1)
+        return actions, log_prob, value
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """log pi(a|s), the policy's entropy, and V(s) (None without a critic), for learning."""
+        actor, critic = self._features(obs)
+        out = self.actor_head(actor)
+        if self.discrete:
+            log_probs = torch.log_softmax(out, dim=-1)
+            log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+        else:
+            assert self.log_std is not None
+            log_prob = gaussian_log_prob(actions, out, self.log_std)
+            entropy = (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(out))
+        value = None if critic is None or self.critic_head is None else self.critic_head(critic).squeeze(-1)
+        return log_prob, entropy, value
+
+
+def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(a; mean, exp(log_std)^2), summed over action dimensions."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)

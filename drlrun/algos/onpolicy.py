@@ -1,0 +1,168 @@
+"""What A2C and PPO share: acting with an actor-critic, collecting a rollout, GAE, normalisation.
+
+The algorithms differ only in how they learn from a finished rollout, so each one's file holds
+its config and its ``learn`` method (the loss); this module holds the collection around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from drlrun.agent import BuildContext
+from drlrun.buffers.rollout import RolloutBuffer, gae
+from drlrun.config import RunConfig, param
+from drlrun.errors import DrlrunError
+from drlrun.nets import ActorCritic
+from drlrun.normalize import ObsNormalizer, RewardScaler
+
+
+@dataclass
+class OnPolicyConfig:
+    """Hyperparameters every rollout-based actor-critic has."""
+
+    name: str = "onpolicy"
+    lr: float = param(3e-4, gt=0.0, help="learning rate")
+    gamma: float = param(0.99, ge=0.0, le=1.0, help="discount factor")
+    gae_lambda: float = param(0.95, ge=0.0, le=1.0, help="GAE lambda; 1 gives n-step returns")
+    n_steps: int = param(128, ge=1, help="vector steps per rollout")
+    ent_coef: float = param(0.0, ge=0.0, help="entropy bonus weight")
+    vf_coef: float = param(0.5, ge=0.0, help="value-loss weight")
+    max_grad_norm: float = param(0.5, ge=0.0, help="gradient-norm clip; 0 disables it")
+    normalize_advantage: bool = True
+    anneal_lr: bool = param(False, help="decay the learning rate linearly to 0")
+    normalize_obs: bool = param(False, help="running mean/std observation normalisation")
+    normalize_reward: bool = param(False, help="scale rewards by the std of the discounted return")
+    orthogonal_init: bool = True
+    log_std_init: float = param(0.0, help="initial log-std of the Gaussian policy (continuous actions)")
+
+
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is a perfect critic, 0 no better than a constant."""
+    var = float(np.var(target))
+    return float("nan") if var == 0 else 1.0 - float(np.var(target - predicted)) / var
+
+
+class OnPolicyAgent:
+    """Acts, fills a rollout, and calls ``self.learn(batch)`` each time the rollout is full."""
+
+    action_spaces = ("discrete", "continuous")
+
+    @staticmethod
+    def check_config(cfg: OnPolicyConfig, run: RunConfig) -> None:
+        if run.network.name != "mlp":
+            raise DrlrunError(f"algo={cfg.name} builds an actor-critic from network=mlp; network={run.network.name} "
+                              "is for Q-learning. Valid choices: mlp.")
+
+    def __init__(self, cfg: OnPolicyConfig, ctx: BuildContext) -> None:
+        spec = ctx.spec
+        self.cfg = cfg
+        self.device = ctx.device
+        self.discrete = spec.action_kind == "discrete"
+        self.policy = ActorCritic(ctx.network, spec.obs_dim, self.discrete, spec.action_dim,
+                                  orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init).to(self.device)
+        self.optimizer = self.make_optimizer()
+        self.rollout = RolloutBuffer(cfg.n_steps, spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
+        self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
+        self.reward_scaler = RewardScaler(spec.num_envs, cfg.gamma, enabled=cfg.normalize_reward)
+        self.low, self.high = spec.action_low, spec.action_high
+        self.steps = 0
+        self.n_updates = 0
+        self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
+        self.generator = torch.Generator().manual_seed(ctx.seed)  # minibatch order
+        self._last: dict[str, Any] = {}
+        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError  # each algorithm picks its optimizer
+
+    # ------------------------------------------------------------------ act
+    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+        normed = self.obs_norm(obs, update=explore)
+        with torch.inference_mode():
+            actions, log_probs, values = self.policy.act(torch.from_numpy(normed).to(self.device), deterministic=not explore)
+            actions_np = actions.cpu().numpy()
+        if explore:  # remembered for observe(): the rollout stores the unclipped action
+            assert values is not None
+            self._pending = (normed, actions_np, log_probs.cpu().numpy(), values.cpu().numpy())
+        if not self.discrete:
+            return np.clip(actions_np, self.low, self.high)
+        return actions_np
+
+    # ------------------------------------------------------------------ observe
+    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
+        assert self._pending is not None, "observe() must follow act(explore=True)"
+        normed, raw_actions, log_probs, values = self._pending
+        ended = terminated | truncated
+        scaled = self.reward_scaler(rewards, ended, valid)
+        self.rollout.add(normed, raw_actions, log_probs, values, scaled, terminated, ended, valid, next_obs)
+        self.steps += len(obs)
+
+    # ------------------------------------------------------------------ update
+    def update(self) -> None:
+        if not self.rollout.full:
+            return
+        cfg, r = self.cfg, self.rollout
+        with torch.inference_mode():
+            next_obs = torch.from_numpy(self.obs_norm(r.next_obs, update=False)).to(self.device)
+            last_values = self.policy.value(next_obs).cpu().numpy()
+        advantages, returns = gae(r.rewards, r.values, last_values, r.terminated, r.ended, cfg.gamma, cfg.gae_lambda)
+        if cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - self.n_updates / self.total_updates)
+        valid = r.valid
+        batch = {
+            "obs": r.obs[valid], "actions": r.actions[valid], "log_probs": r.log_probs[valid],
+            "values": r.values[valid], "advantages": advantages[valid], "returns": returns[valid].astype(np.float32),
+        }
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in batch.items()}
+        self._last = self.learn(tensors)
+        self._last["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
+        self.rollout.pos = 0
+        self.n_updates += 1
+
+    def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        raise NotImplementedError  # the algorithm's loss
+
+    def clip_and_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+
+    def metrics(self) -> dict[str, float]:
+        out = {k: float(v) for k, v in self._last.items()}
+        out["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+        return out
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "obs_norm": self.obs_norm.state_dict(),
+            "reward_scaler": self.reward_scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "counters": {"steps": self.steps, "n_updates": self.n_updates},
+        }
+        if with_buffer:
+            state["rollout"] = self.rollout.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        self.reward_scaler.load_state_dict(state["reward_scaler"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+        for key, value in state.get("counters", {}).items():
+            setattr(self, key, int(value))
+        if "rollout" in state:
+            self.rollout.load_state_dict(state["rollout"])
