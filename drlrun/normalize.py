@@ -28,13 +28,13 @@ class RunningMeanStd:
         n = len(batch)
         delta = batch_mean - self.mean
         total = self.count + n
-        self.mean = self.mean + delta * n / total
+        self.mean = np.asarray(self.mean + delta * n / total)
         m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
-        self.var = m2 / total
+        self.var = np.asarray(m2 / total)
         self.count = total
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()),
+        return {"mean": torch.from_numpy(np.array(self.mean)), "var": torch.from_numpy(np.array(self.var)),
                 "count": float(self.count)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

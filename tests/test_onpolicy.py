@@ -1,0 +1,173 @@
+"""The policy-gradient family's math against hand-worked values, and its runs end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from drlrun import checkpoint
+from drlrun.algos.ppo import clipped_surrogate
+from drlrun.algos.reinforce import discounted_returns, policy_gradient_loss
+from drlrun.buffers.rollout import gae
+from drlrun.nets import ActorCritic, MLPConfig, gaussian_log_prob
+from drlrun.normalize import ObsNormalizer, RewardScaler, RunningMeanStd
+
+F, T = False, True
+
+
+def column(*values):
+    return np.array(values)[:, None]
+
+
+def test_gae_with_a_termination_and_a_truncation_inside_one_rollout():
+    # gamma = lambda = 0.5, one env:
+    #   t0 r=1 V=.5          t1 r=1 V=1 terminated     t2 autoreset row (V = V(final obs) = 2)
+    #   t3 r=2 V=1 truncated, V(final obs after it) = 4
+    rewards, values = column(1.0, 1.0, 0.0, 2.0), column(0.5, 1.0, 2.0, 1.0)
+    terminated, ended = column(F, T, F, F), column(F, T, F, T)
+    adv, returns = gae(rewards, values, np.array([4.0]), terminated, ended, gamma=0.5, lam=0.5)
+    # t3: 2 + .5*4 - 1 = 3 (truncated: bootstrap from its final observation)
+    # t1: 1 + 0 - 1 = 0 (terminated: no bootstrap), and nothing flows back from t2
+    # t0: delta = 1 + .5*1 - .5 = 1; A0 = 1 + .25*A1 = 1
+    assert adv[[0, 1, 3], 0].tolist() == pytest.approx([1.0, 0.0, 3.0])
+    assert returns[[0, 1, 3], 0].tolist() == pytest.approx([1.5, 1.0, 4.0])
+
+
+def test_gae_bootstraps_a_mid_rollout_truncation_from_the_reset_rows_value():
+    # t0 truncated (V(final obs) = 3 sits in the autoreset row t1), t2 an ordinary step, last V = 2
+    adv, _ = gae(column(1.0, 0.0, 1.0), column(1.0, 3.0, 1.0), np.array([2.0]), column(F, F, F), column(T, F, F),
+                 gamma=0.5, lam=0.5)
+    assert adv[0, 0] == pytest.approx(1.0 + 0.5 * 3.0 - 1.0)
+    assert adv[2, 0] == pytest.approx(1.0 + 0.5 * 2.0 - 1.0)
+
+
+def test_gae_with_lambda_one_is_the_discounted_n_step_return():
+    rewards = column(1.0, 2.0, 3.0)
+    values = column(0.0, 0.0, 0.0)
+    _, returns = gae(rewards, values, np.array([10.0]), column(F, F, F), column(F, F, F), gamma=0.9, lam=1.0)
+    assert returns[0, 0] == pytest.approx(1 + 0.9 * 2 + 0.81 * 3 + 0.729 * 10)
+
+
+def test_ppo_clipped_objective_on_a_tiny_batch():
+    old = torch.zeros(3)
+    new = torch.log(torch.tensor([1.5, 0.5, 1.0])).requires_grad_()
+    advantages = torch.tensor([1.0, 1.0, -1.0])
+    loss, approx_kl, clip_fraction = clipped_surrogate(new, old, advantages, clip_range=0.2)
+    # min(1.5*1, 1.2*1) = 1.2; min(.5*1, .8*1) = .5; min(-1, -1) = -1  ->  loss = -(1.2 + .5 - 1) / 3
+    assert loss.item() == pytest.approx(-0.7 / 3)
+    assert clip_fraction.item() == pytest.approx(2 / 3)
+    assert approx_kl.item() == pytest.approx(((0.5 - math.log(1.5)) + (-0.5 - math.log(0.5)) + 0) / 3)
+    loss.backward()
+    # the clipped sample (ratio 1.5 > 1.2 with A > 0) gets no gradient; the others do: -A * ratio / 3
+    assert new.grad.tolist() == pytest.approx([0.0, -0.5 / 3, 1.0 / 3])
+
+
+def test_discounted_returns_with_and_without_bootstrap():
+    assert discounted_returns(np.array([1.0, 1.0, 1.0]), 0.5).tolist() == [1.75, 1.5, 1.0]
+    assert discounted_returns(np.array([1.0, 1.0, 1.0]), 0.5, bootstrap=4.0).tolist() == [2.25, 2.5, 3.0]
+
+
+def test_a_baseline_lowers_the_variance_of_the_reinforce_gradient():
+    """Same policy, same sampled batch: subtracting V(s) = E[G|s] leaves the gradient's mean
+    and shrinks its variance (returns here carry a large state-dependent offset)."""
+    torch.manual_seed(0)
+    policy = torch.nn.Linear(1, 2)
+    states = torch.rand(4096, 1)
+    with torch.no_grad():
+        actions = torch.distributions.Categorical(logits=policy(states)).sample()
+    baseline = 100.0 + 50.0 * states.squeeze(1)
+    returns = baseline + (actions == 1).float() + 0.1 * torch.randn(4096)
+
+    def gradients(weights: torch.Tensor) -> torch.Tensor:
+        grads = []
+        for mb in torch.arange(4096).split(32):
+            log_probs = torch.log_softmax(policy(states[mb]), -1).gather(1, actions[mb, None]).squeeze(1)
+            grad = torch.autograd.grad(policy_gradient_loss(log_probs, weights[mb]), list(policy.parameters()))
+            grads.append(torch.cat([g.flatten() for g in grad]))
+        return torch.stack(grads)
+
+    plain, with_baseline = gradients(returns), gradients(returns - baseline)
+    assert with_baseline.var(0).sum() < 0.01 * plain.var(0).sum()
+    assert torch.allclose(with_baseline.mean(0), plain.mean(0), atol=3 * plain.std(0).max().item() / 8)
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    mean, log_std, actions = torch.randn(5, 3), torch.randn(3), torch.randn(5, 3)
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(actions).sum(-1)
+    assert torch.allclose(gaussian_log_prob(actions, mean, log_std), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_actor_critic_evaluates_what_it_sampled(shared):
+    net = ActorCritic(MLPConfig(hidden_sizes=[16], shared=shared), 4, discrete=True, action_dim=3)
+    obs = torch.randn(7, 4)
+    actions, log_probs, values = net.act(obs, deterministic=False)
+    again, entropy, values2 = net.evaluate(obs, actions)
+    assert torch.allclose(log_probs, again) and torch.allclose(values, values2)
+    assert (entropy <= math.log(3) + 1e-6).all()
+    assert net.critic_torso is None if shared else net.critic_torso is not None
+
+
+def test_running_statistics_merge_batches_exactly():
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 2))
+    rms = RunningMeanStd((2,), epsilon=0.0)
+    for chunk in np.split(data, [10, 250, 600]):
+        rms.update(chunk)
+    assert rms.mean == pytest.approx(data.mean(0)) and rms.var == pytest.approx(data.var(0))
+
+
+def test_normalisers_freeze_when_not_updating_and_keep_reward_signs():
+    norm = ObsNormalizer((1,), enabled=True)
+    norm(np.array([[1.0], [3.0]]), update=True)
+    before = norm.rms.mean.copy()
+    norm(np.array([[100.0]]), update=False)
+    assert norm.rms.mean == pytest.approx(before)
+    scaler = RewardScaler(2, 0.99, enabled=True)
+    scaled = scaler(np.array([5.0, -5.0]), np.array([F, T]), np.array([T, T]))
+    assert scaled[0] > 0 > scaled[1]
+    assert scaler.returns.tolist() == [5.0, 0.0]  # the ended env's running return restarts
+
+
+def run_summary(cli, tmp_path, *args):
+    result = cli(*args, "log.progress=false", f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    return json.loads((tmp_path / "run" / "summary.json").read_text()), rows
+
+
+def test_ppo_on_a_continuous_env_logs_its_metrics_and_saves_normalisation(cli, tmp_path):
+    summary, rows = run_summary(cli, tmp_path, "algo=ppo", "env=Pendulum-v1", "total_steps=2048", "algo.n_steps=256",
+                                "env.num_envs=2", "algo.normalize_obs=true", "algo.normalize_reward=true",
+                                "eval.episodes=2", "eval.interval=1024")
+    assert summary["status"] == "completed" and summary["algo"] == "ppo"
+    tags = set().union(*rows)
+    assert {"losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+            "losses/explained_variance", "charts/learning_rate"} <= tags
+    _, state = checkpoint.load(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert state["agent"]["obs_norm"]["count"] > 2000  # statistics travel with every checkpoint
+    assert abs(float(state["agent"]["obs_norm"]["mean"].abs().sum())) > 0
+
+
+@pytest.mark.parametrize("algo", ["a2c", "reinforce"])
+def test_a2c_and_reinforce_run_on_discrete_and_continuous_envs(cli, tmp_path, algo):
+    for env in ("CartPole-v1", "Pendulum-v1"):
+        summary, _ = run_summary(cli, tmp_path, f"algo={algo}", f"env={env}", "total_steps=1200", "env.num_envs=2",
+                                 "eval.episodes=1", "algo.episodes_per_update=1" if algo == "reinforce" else "algo.n_steps=8")
+        assert summary["status"] == "completed"
+
+
+def test_actor_critic_algorithms_refuse_a_q_network(cli, tmp_path):
+    result = cli("algo=ppo", "network=dueling", "total_steps=500")
+    assert result.returncode == 2 and "network=dueling" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("algo", "steps"), [("ppo", None), ("reinforce", None), ("a2c", 200_000)])
+def test_discrete_family_solves_cartpole_with_its_preset(cli, tmp_path, algo, steps):
+    """Fixed seed, the algorithm's CartPole preset (A2C on a shorter budget than its preset's)."""
+    extra = [f"total_steps={steps}", "eval.interval=20000"] if steps else []
+    summary, _ = run_summary(cli, tmp_path, f"algo={algo}", "seed=1", *extra)
+    assert summary["final_return_mean"] >= 475.0
