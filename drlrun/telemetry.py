@@ -111,8 +111,8 @@ def _fmt(value: float | None) -> str:
 
 def summary_table(summary: dict[str, Any], run_dir: Path) -> Table:
     """The final table printed at the end of a run."""
-    table = Table(title=f"drlrun: {summary['algo']} on {summary['env']} (seed {summary['seed']})",
-                  show_header=False, title_justify="left")
+    table = Table(title=f"{summary['algo']} on {summary['env']}, seed {summary['seed']}",
+                  show_header=False, title_justify="left", min_width=60)
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
     for key in ("status", "total_steps", "wall_seconds", "steps_per_second", "final_return_mean",
