@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from drlrun.config import param
+from drlrun.errors import DrlrunError
 from drlrun.registry import NETWORKS
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -110,6 +111,13 @@ class TwinQNetwork(nn.Module):
 
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+def require_mlp(algo: str, network: str) -> None:
+    """Policy networks are built from the ``mlp`` settings; a Q-network choice is a user error."""
+    if network != "mlp":
+        raise DrlrunError(f"algo={algo} builds its policy from network=mlp; network={network} is a Q-network. "
+                          "Valid choices: mlp.")
 
 
 def orthogonal_init(module: nn.Module, gain: float) -> None:

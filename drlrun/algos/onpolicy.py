@@ -15,8 +15,7 @@ import torch
 from drlrun.agent import BuildContext
 from drlrun.buffers.rollout import RolloutBuffer, gae
 from drlrun.config import RunConfig, param
-from drlrun.errors import DrlrunError
-from drlrun.nets import ActorCritic
+from drlrun.nets import ActorCritic, require_mlp
 from drlrun.normalize import ObsNormalizer, RewardScaler
 
 
@@ -53,9 +52,7 @@ class OnPolicyAgent:
 
     @staticmethod
     def check_config(cfg: OnPolicyConfig, run: RunConfig) -> None:
-        if run.network.name != "mlp":
-            raise DrlrunError(f"algo={cfg.name} builds an actor-critic from network=mlp; network={run.network.name} "
-                              "is for Q-learning. Valid choices: mlp.")
+        require_mlp(cfg.name, run.network.name)
 
     def __init__(self, cfg: OnPolicyConfig, ctx: BuildContext) -> None:
         spec = ctx.spec

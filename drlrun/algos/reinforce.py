@@ -21,8 +21,7 @@ import torch
 
 from drlrun.agent import BuildContext
 from drlrun.config import RunConfig, param
-from drlrun.errors import DrlrunError
-from drlrun.nets import ActorCritic, make_adam
+from drlrun.nets import ActorCritic, make_adam, require_mlp
 from drlrun.normalize import ObsNormalizer
 from drlrun.registry import ALGOS
 
@@ -135,9 +134,7 @@ class Reinforce:
 
     @staticmethod
     def check_config(cfg: ReinforceConfig, run: RunConfig) -> None:
-        if run.network.name != "mlp":
-            raise DrlrunError(f"algo=reinforce builds its policy from network=mlp, not network={run.network.name}. "
-                              "Valid choices: mlp.")
+        require_mlp(cfg.name, run.network.name)
 
     def __init__(self, cfg: ReinforceConfig, ctx: BuildContext) -> None:
         spec = ctx.spec
