@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from drlrun.agent import BuildContext
+from drlrun.algos.offpolicy import check_off_policy_config, soft_update
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
@@ -77,16 +78,7 @@ class DQN:
 
     @staticmethod
     def check_config(cfg: DQNConfig, run: RunConfig) -> None:
-        if cfg.learning_starts > run.total_steps:
-            raise DrlrunError(
-                f"algo.learning_starts={cfg.learning_starts} is larger than total_steps={run.total_steps}: "
-                "the agent would never learn. Lower algo.learning_starts or raise total_steps."
-            )
-        if cfg.batch_size > run.buffer.capacity:
-            raise DrlrunError(
-                f"algo.batch_size={cfg.batch_size} is larger than buffer.capacity={run.buffer.capacity}. "
-                "Lower the batch size or enlarge the buffer."
-            )
+        check_off_policy_config(cfg, run, networks=("mlp", "dueling"))
         if cfg.exploration_final_eps > cfg.exploration_initial_eps:
             raise DrlrunError(
                 f"algo.exploration_final_eps={cfg.exploration_final_eps} is above "
@@ -175,12 +167,10 @@ class DQN:
 
     @torch.no_grad()
     def _update_target(self) -> None:
-        tau = self.cfg.tau
-        if tau >= 1.0:
+        if self.cfg.tau >= 1.0:
             self.target_network.load_state_dict(self.q_network.state_dict())
-            return
-        for target, online in zip(self.target_network.parameters(), self.q_network.parameters(), strict=True):
-            target.lerp_(online, tau)
+        else:
+            soft_update(self.target_network, self.q_network, self.cfg.tau)
 
     def metrics(self) -> dict[str, float]:
         out = {"charts/epsilon": self.epsilon}

@@ -1,0 +1,77 @@
+"""What the replay-based algorithms share: config checks, target-network averaging, and the
+mapping between a policy's [-1, 1] actions and an environment's action bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from drlrun.agent import EnvSpec
+from drlrun.config import RunConfig
+from drlrun.errors import DrlrunError
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging: theta' <- (1 - tau) theta' + tau theta, all parameters in one kernel."""
+    target_params = list(target.parameters())
+    online_params = list(online.parameters())
+    if len(target_params) != len(online_params):
+        raise ValueError("soft_update needs two modules with the same parameters")
+    torch._foreach_lerp_(target_params, online_params, tau)
+
+
+def check_off_policy_config(cfg: Any, run: RunConfig, networks: tuple[str, ...] = ("mlp",)) -> None:
+    """Cross-field checks shared by the replay-based algorithms (DQN, SAC, TD3, DDPG)."""
+    if cfg.learning_starts > run.total_steps:
+        raise DrlrunError(
+            f"algo.learning_starts={cfg.learning_starts} is larger than total_steps={run.total_steps}: "
+            "the agent would never learn. Lower algo.learning_starts or raise total_steps."
+        )
+    if cfg.batch_size > run.buffer.capacity:
+        raise DrlrunError(
+            f"algo.batch_size={cfg.batch_size} is larger than buffer.capacity={run.buffer.capacity}. "
+            "Lower the batch size or enlarge the buffer."
+        )
+    if run.network.name not in networks:
+        raise DrlrunError(
+            f"algo={cfg.name} cannot use network={run.network.name}. Valid choices: {', '.join(networks)}."
+        )
+
+
+class ActionScaler:
+    """Maps between the policy's [-1, 1] actions and the environment's [low, high] box."""
+
+    def __init__(self, spec: EnvSpec, algo: str, device: torch.device) -> None:
+        if spec.action_low is None or spec.action_high is None:
+            raise DrlrunError(f"algo={algo} needs the bounds of a Box action space.")
+        low = spec.action_low.astype(np.float32).reshape(-1)
+        high = spec.action_high.astype(np.float32).reshape(-1)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise DrlrunError(
+                f"algo={algo} squashes actions into the action space's bounds, but env.id={spec.id!r} "
+                f"has unbounded actions (low={low}, high={high}). Wrap the env with "
+                "gymnasium.wrappers.ClipAction or give it finite bounds."
+            )
+        self.low, self.high = low, high
+        self.shape = spec.action_shape
+        self.scale_np = (high - low) / 2.0
+        self.bias_np = (high + low) / 2.0
+        self.scale = torch.as_tensor(self.scale_np, device=device)
+        self.bias = torch.as_tensor(self.bias_np, device=device)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> [low, high], shaped as the env's actions."""
+        env_actions = (actions * self.scale_np + self.bias_np).astype(np.float32, copy=False)
+        return env_actions.reshape(len(actions), *self.shape)
+
+    def to_unit(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stored env actions [batch, *shape] -> the policy's [-1, 1] as ``[batch, action_dim]``."""
+        return (actions.reshape(len(actions), -1) - self.bias) / self.scale
+
+    def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Uniformly random env actions, for the warm-up before learning starts."""
+        return rng.uniform(self.low, self.high, size=(n, len(self.low))).astype(np.float32).reshape(n, *self.shape)
