@@ -57,8 +57,12 @@ class Agent(Protocol):
 
     def __init__(self, cfg: Any, ctx: BuildContext) -> None: ...
 
-    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
-        """Actions for a batch of observations (``explore=False``: the deterministic policy)."""
+    def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations.
+
+        ``explore=True`` is the training call: exploration schedules, warm-up actions and running
+        statistics may advance. ``explore=False`` is evaluation and must change no training
+        state: the most likely action, or one sampled from the policy if not ``deterministic``."""
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                 next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,

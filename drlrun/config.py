@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from drlrun.errors import DrlrunError
 
@@ -72,7 +72,7 @@ def check_ranges(obj: Any, prefix: str) -> None:
 class EnvConfig:
     """Which environment, how many copies run side by side, and how they are built."""
 
-    id: str = param("CartPole-v1", help="a Gymnasium id, 'module:env-id' or 'module:EnvClass'")
+    id: str = param("???", help="a Gymnasium id, 'module:env-id' or 'module:EnvClass'")  # ??? = required
     num_envs: int = param(1, ge=1, help="environments stepped together in one vector env")
     vectorization: str = param("auto", choices=("auto", "native", "sync", "async"),
                                help="auto: Gymnasium's native vector env where one exists and "
@@ -158,7 +158,12 @@ def to_settings(cfg: DictConfig) -> RunConfig:
     """Turn the composed configuration into plain, range-checked dataclass instances."""
     from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", "") or "a key"
+        hint = " (e.g. env.id=MountainCarContinuous-v0 or env.id=my_module:MyEnv)" if key == "env.id" else ""
+        raise DrlrunError(f"{key} is required but was not given{hint}.") from exc
     assert isinstance(container, dict)
     container.pop("hydra", None)
     sections: dict[str, Any] = {}

@@ -79,7 +79,7 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
             f"env.id={env_id!r} needs an optional dependency: {exc}. For Box2D environments "
             "(LunarLander, BipedalWalker, CarRacing) install the extra: pip install 'drlrun[box2d]'."
         ) from exc
-    except (TypeError, gym.error.Error) as exc:
+    except Exception as exc:  # an env constructor may reject env.kwargs with any exception
         raise DrlrunError(f"Could not create env.id={env_id!r} with env.kwargs={cfg.kwargs}: {exc}") from exc
     mode_used = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if mode_used != AutoresetMode.NEXT_STEP:

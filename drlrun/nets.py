@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,11 +114,15 @@ class TwinQNetwork(nn.Module):
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def require_mlp(algo: str, network: str) -> None:
-    """Policy networks are built from the ``mlp`` settings; a Q-network choice is a user error."""
-    if network != "mlp":
-        raise DrlrunError(f"algo={algo} builds its policy from network=mlp; network={network} is a Q-network. "
-                          "Valid choices: mlp.")
+def check_policy_gradient_config(algo: str, run: Any) -> None:
+    """The policy-gradient family builds its policy from ``network=mlp`` and learns from its own
+    rollouts: a Q-network or a replay buffer chosen for it is a user error, not something to ignore."""
+    if run.network.name != "mlp":
+        raise DrlrunError(f"algo={algo} builds its policy from network=mlp; network={run.network.name} is a "
+                          "Q-network. Valid choices: mlp.")
+    if run.buffer.name != "uniform":
+        raise DrlrunError(f"algo={algo} learns from its own rollouts, so buffer={run.buffer.name} would be "
+                          "ignored. Leave the buffer at its default (uniform).")
 
 
 def orthogonal_init(module: nn.Module, gain: float) -> None:
@@ -202,7 +207,7 @@ class ActorCritic(nn.Module):
             entropy = -(log_probs.exp() * log_probs).sum(-1)
         else:
             assert self.log_std is not None
-            log_prob = gaussian_log_prob(actions, out, self.log_std)
+            log_prob = gaussian_log_prob(actions.reshape(len(out), -1), out, self.log_std)
             entropy = (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(out))
         value = None if critic is None or self.critic_head is None else self.critic_head(critic).squeeze(-1)
         return log_prob, entropy, value

@@ -77,7 +77,7 @@ def evaluate(agent: Agent, envs: Any, episodes: int, seed: int, deterministic: b
     lengths: list[int] = []
     obs, _ = envs.reset(seed=seed)
     while (done_count < quota).any():
-        actions = agent.act(obs, explore=not deterministic)
+        actions = agent.act(obs, explore=False, deterministic=deterministic)
         obs, rewards, terminated, truncated, _ = envs.step(actions)
         ep_return += rewards
         ep_length += ~autoreset
@@ -108,17 +108,21 @@ class Run:
         self.env_id = resolve_env_id(cfg.env.id)
         seed_everything(cfg.seed)
         self.envs = make_envs(cfg.env, self.env_id, cfg.env.num_envs)
+        self.eval_envs: Any = None
         try:
             self.spec: EnvSpec = describe(self.envs, self.env_id)
             check_action_space(cfg.algo.name, algo_cls, self.spec, dict(ALGOS.items()))
+            self.threshold = solved_threshold(cfg.env, self.env_id, cfg.eval.target_return)
+            if cfg.eval.early_stop and self.threshold is None:
+                raise DrlrunError(f"eval.early_stop=true, but env.id={self.env_id!r} has no reward threshold. "
+                                  "Give one with eval.target_return=<return> (or env.threshold).")
             self.eval_envs = make_envs(cfg.env, self.env_id, min(cfg.eval.episodes, 16))
+            ctx = BuildContext(spec=self.spec, network=cfg.network, buffer=cfg.buffer, device=self.device,
+                               total_steps=cfg.total_steps, seed=cfg.seed)
+            self.agent: Agent = algo_cls(cfg.algo, ctx)
         except BaseException:
-            self.envs.close()
+            self.close()
             raise
-        self.threshold = solved_threshold(cfg.env, self.env_id, cfg.eval.target_return)
-        ctx = BuildContext(spec=self.spec, network=cfg.network, buffer=cfg.buffer, device=self.device,
-                           total_steps=cfg.total_steps, seed=cfg.seed)
-        self.agent: Agent = algo_cls(cfg.algo, ctx)
         self.telemetry = telemetry
         self.ckpt_dir = run_dir / "checkpoints"
 
@@ -250,7 +254,8 @@ class Run:
 
     def close(self) -> None:
         self.envs.close()
-        self.eval_envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

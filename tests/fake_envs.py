@@ -10,10 +10,11 @@ class CountEnv(gym.Env):
     """obs = [step within the episode, episode number]; reward 1 per step; terminates after
     ``length`` steps. With ``env.max_episode_steps`` below ``length`` episodes truncate instead."""
 
-    def __init__(self, length: int = 3, continuous: bool = False) -> None:
+    def __init__(self, length: int = 3, continuous: bool = False, action_shape: tuple[int, ...] = (1,)) -> None:
         self.length = length
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32) if continuous else gym.spaces.Discrete(2)
+        self.action_space = (gym.spaces.Box(-1.0, 1.0, tuple(action_shape), np.float32) if continuous
+                             else gym.spaces.Discrete(2))
         self.t = 0
         self.episode = -1
 

@@ -118,7 +118,7 @@ class CounterAgent:
     def __init__(self, cfg, ctx):
         self.cfg, self.total_reward = cfg, 0.0
 
-    def act(self, obs, *, explore):
+    def act(self, obs, *, explore, deterministic=True):
         return np.full(len(obs), self.cfg.favourite_action)
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid):

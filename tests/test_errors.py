@@ -28,6 +28,10 @@ CASES = [
     (("network.activation=swish",), ["network.activation='swish'", "relu"]),
     (("device=tpu",), ["device='tpu'", "auto, cpu, cuda"]),
     (("env.id=Pendulum-v1",), ["algo=dqn needs a discrete action space", "continuous"]),
+    (("env=gym",), ["env.id is required"]),
+    (("algo=ppo", "buffer=prioritized"), ["buffer=prioritized would be ignored"]),
+    (("algo=ppo", "env.num_envs=8", "algo.n_steps=256"), ["less than one rollout", "algo.n_steps=256"]),
+    (("algo=sac", "env.id=Pendulum-v1", "eval.early_stop=true"), ["no reward threshold", "eval.target_return"]),
     (("+env.kwargs.bogus=1",), ["Could not create env.id='CartPole-v1'", "bogus"]),
 ]
 

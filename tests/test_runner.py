@@ -33,7 +33,7 @@ class Recorder:
     def __init__(self, cfg: RecorderConfig, ctx: BuildContext) -> None:
         self.rows: list[tuple[np.ndarray, ...]] = []
 
-    def act(self, obs, *, explore):
+    def act(self, obs, *, explore, deterministic=True):
         return np.zeros(len(obs), dtype=np.int64)
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, valid):
@@ -94,7 +94,7 @@ def test_truncation_is_reported_as_truncated_not_terminated(tmp_path):
 
 
 class FirstAction:
-    def act(self, obs, *, explore):
+    def act(self, obs, *, explore, deterministic=True):
         return np.zeros(len(obs), dtype=np.int64)
 
 

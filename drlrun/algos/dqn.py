@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from drlrun.agent import BuildContext
-from drlrun.algos.offpolicy import check_off_policy_config, soft_update
+from drlrun.algos.offpolicy import check_off_policy_config, due, soft_update
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
@@ -98,7 +98,7 @@ class DQN:
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = 0  # env steps observed
         self.n_updates = 0
-        self.last_train_step = 0
+        self.last_train_step = -1  # the training schedule starts at learning_starts
         self.last_target_step = 0
         self._last_loss: torch.Tensor | None = None
         self._last_q: torch.Tensor | None = None
@@ -110,9 +110,14 @@ class DQN:
         return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, duration, self.steps)
 
     # ------------------------------------------------------------------ act
-    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+    def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
         n = len(obs)
-        eps = self.epsilon if explore else 0.0
+        if explore:
+            eps = self.epsilon
+        elif deterministic:
+            eps = 0.0
+        else:  # evaluation with a little noise: the final epsilon
+            eps = self.cfg.exploration_final_eps
         if eps >= 1.0:  # pure exploration: no forward pass needed
             return self.rng.integers(self.n_actions, size=n)
         with torch.inference_mode():
@@ -132,13 +137,15 @@ class DQN:
     # ------------------------------------------------------------------ update
     def update(self) -> None:
         c = self.cfg
-        if self.steps < c.learning_starts or self.steps - self.last_train_step < c.train_freq:
+        if self.steps < c.learning_starts:
             return
-        self.last_train_step = self.steps
-        if self.steps - self.last_target_step >= c.target_update_interval:
-            self.last_target_step = self.steps
-            self._update_target()
-        for _ in range(c.gradient_steps):
+        rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
+        if rounds == 0:
+            return
+        target_rounds, self.last_target_step = due(self.steps, self.last_target_step, c.target_update_interval)
+        if target_rounds:
+            self._update_target(target_rounds)
+        for _ in range(rounds * c.gradient_steps):
             batch = self.buffer.sample(c.batch_size)
             loss, td_errors, q_taken = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -166,11 +173,11 @@ class DQN:
         return loss, y - q_taken.detach(), q_taken
 
     @torch.no_grad()
-    def _update_target(self) -> None:
+    def _update_target(self, rounds: int) -> None:
         if self.cfg.tau >= 1.0:
             self.target_network.load_state_dict(self.q_network.state_dict())
-        else:
-            soft_update(self.target_network, self.q_network, self.cfg.tau)
+        else:  # ``rounds`` Polyak steps at once: 1 - (1 - tau)^rounds of the way
+            soft_update(self.target_network, self.q_network, 1.0 - (1.0 - self.cfg.tau) ** rounds)
 
     def metrics(self) -> dict[str, float]:
         out = {"charts/epsilon": self.epsilon}

@@ -24,6 +24,19 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(target_params, online_params, tau)
 
 
+def due(steps: int, last: int, every: int) -> tuple[int, int]:
+    """How many periods of ``every`` env steps are due since ``last``, and the new ``last``.
+
+    A vector step adds ``num_envs`` env steps at once, so more than one period can be due: a
+    schedule such as 'train every 4 env steps' keeps its ratio whatever the number of envs.
+    ``last < 0`` means the schedule starts now, with exactly one period due.
+    """
+    if last < 0:
+        return 1, steps
+    rounds = (steps - last) // every
+    return rounds, last + rounds * every
+
+
 def check_off_policy_config(cfg: Any, run: RunConfig, networks: tuple[str, ...] = ("mlp",)) -> None:
     """Cross-field checks shared by the replay-based algorithms (DQN, SAC, TD3, DDPG)."""
     if cfg.learning_starts > run.total_steps:

@@ -15,7 +15,8 @@ import torch
 from drlrun.agent import BuildContext
 from drlrun.buffers.rollout import RolloutBuffer, gae
 from drlrun.config import RunConfig, param
-from drlrun.nets import ActorCritic, require_mlp
+from drlrun.errors import DrlrunError
+from drlrun.nets import ActorCritic, check_policy_gradient_config
 from drlrun.normalize import ObsNormalizer, RewardScaler
 
 
@@ -52,7 +53,13 @@ class OnPolicyAgent:
 
     @staticmethod
     def check_config(cfg: OnPolicyConfig, run: RunConfig) -> None:
-        require_mlp(cfg.name, run.network.name)
+        check_policy_gradient_config(cfg.name, run)
+        rollout = cfg.n_steps * run.env.num_envs
+        if run.total_steps < rollout:
+            raise DrlrunError(
+                f"total_steps={run.total_steps} is less than one rollout (algo.n_steps={cfg.n_steps} x "
+                f"env.num_envs={run.env.num_envs} = {rollout}): the agent would never learn."
+            )
 
     def __init__(self, cfg: OnPolicyConfig, ctx: BuildContext) -> None:
         spec = ctx.spec
@@ -66,6 +73,7 @@ class OnPolicyAgent:
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
         self.reward_scaler = RewardScaler(spec.num_envs, cfg.gamma, enabled=cfg.normalize_reward)
         self.low, self.high = spec.action_low, spec.action_high
+        self.action_shape = spec.action_shape
         self.steps = 0
         self.n_updates = 0
         self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
@@ -77,11 +85,12 @@ class OnPolicyAgent:
         raise NotImplementedError  # each algorithm picks its optimizer
 
     # ------------------------------------------------------------------ act
-    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+    def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
         normed = self.obs_norm(obs, update=explore)
         with torch.inference_mode():
-            actions, log_probs, values = self.policy.act(torch.from_numpy(normed).to(self.device), deterministic=not explore)
-            actions_np = actions.cpu().numpy()
+            obs_t = torch.from_numpy(normed).to(self.device)
+            actions, log_probs, values = self.policy.act(obs_t, deterministic=not explore and deterministic)
+            actions_np = actions.cpu().numpy().reshape(len(obs), *self.action_shape)
         if explore:  # remembered for observe(): the rollout stores the unclipped action
             assert values is not None
             self._pending = (normed, actions_np, log_probs.cpu().numpy(), values.cpu().numpy())

@@ -21,7 +21,7 @@ import torch
 
 from drlrun.agent import BuildContext
 from drlrun.config import RunConfig, param
-from drlrun.nets import ActorCritic, make_adam, require_mlp
+from drlrun.nets import ActorCritic, check_policy_gradient_config, make_adam
 from drlrun.normalize import ObsNormalizer
 from drlrun.registry import ALGOS
 
@@ -134,7 +134,7 @@ class Reinforce:
 
     @staticmethod
     def check_config(cfg: ReinforceConfig, run: RunConfig) -> None:
-        require_mlp(cfg.name, run.network.name)
+        check_policy_gradient_config(cfg.name, run)
 
     def __init__(self, cfg: ReinforceConfig, ctx: BuildContext) -> None:
         spec = ctx.spec
@@ -147,16 +147,18 @@ class Reinforce:
         self.store = EpisodeStore(spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
         self.low, self.high = spec.action_low, spec.action_high
+        self.action_shape = spec.action_shape
         self.steps = 0
         self.n_updates = 0
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
         self._last: dict[str, torch.Tensor] = {}
 
-    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+    def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
         normed = self.obs_norm(obs, update=explore)
         with torch.inference_mode():
-            actions, _, _ = self.policy.act(torch.from_numpy(normed).to(self.device), deterministic=not explore)
-            actions_np = actions.cpu().numpy()
+            obs_t = torch.from_numpy(normed).to(self.device)
+            actions, _, _ = self.policy.act(obs_t, deterministic=not explore and deterministic)
+            actions_np = actions.cpu().numpy().reshape(len(obs), *self.action_shape)
         if explore:
             self._pending = (normed, actions_np)
         return actions_np if self.discrete else np.clip(actions_np, self.low, self.high)

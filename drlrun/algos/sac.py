@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from drlrun.agent import BuildContext
-from drlrun.algos.offpolicy import ActionScaler, check_off_policy_config, soft_update
+from drlrun.algos.offpolicy import ActionScaler, check_off_policy_config, due, soft_update
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.nets import LOG_2PI, TwinQNetwork, make_adam, mlp_layers
@@ -155,7 +155,7 @@ class SAC:
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = 0  # env steps observed
         self.n_updates = 0  # critic gradient steps
-        self.last_train_step = 0
+        self.last_train_step = -1  # the training schedule starts at learning_starts
         self._last: dict[str, torch.Tensor] = {}  # detached tensors, read by metrics()
 
     @property
@@ -164,12 +164,13 @@ class SAC:
         return self.log_alpha.detach().exp() if self.cfg.autotune else self._fixed_alpha
 
     # ------------------------------------------------------------------ act
-    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+    def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
         if explore and self.steps < self.cfg.learning_starts:
             return self.scaler.uniform(self.rng, len(obs))
         with torch.inference_mode():
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-            actions = self.actor.sample(obs_t)[0] if explore else self.actor.deterministic(obs_t)
+            sample = explore or not deterministic
+            actions = self.actor.sample(obs_t)[0] if sample else self.actor.deterministic(obs_t)
             actions = actions.cpu().numpy()
         return self.scaler.to_env(actions)
 
@@ -182,10 +183,10 @@ class SAC:
     # ------------------------------------------------------------------ update
     def update(self) -> None:
         c = self.cfg
-        if self.steps < c.learning_starts or self.steps - self.last_train_step < c.train_freq:
+        if self.steps < c.learning_starts:
             return
-        self.last_train_step = self.steps
-        for _ in range(c.gradient_steps):
+        rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
+        for _ in range(rounds * c.gradient_steps):
             self.gradient_step(self.buffer.sample(c.batch_size))
 
     def gradient_step(self, batch: ReplayBatch) -> None:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from drlrun.agent import BuildContext
-from drlrun.algos.offpolicy import ActionScaler, check_off_policy_config, soft_update
+from drlrun.algos.offpolicy import ActionScaler, check_off_policy_config, due, soft_update
 from drlrun.algos.sac import qf_loss
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
@@ -141,17 +141,17 @@ class TD3:
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = 0  # env steps observed
         self.n_updates = 0  # critic gradient steps
-        self.last_train_step = 0
+        self.last_train_step = -1  # the training schedule starts at learning_starts
         self._last: dict[str, torch.Tensor] = {}  # detached tensors, read by metrics()
 
     # ------------------------------------------------------------------ act
-    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+    def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
         n = len(obs)
         if explore and self.steps < self.cfg.learning_starts:
             return self.scaler.uniform(self.rng, n)
         with torch.inference_mode():
             actions = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
-        if explore and self.cfg.exploration_noise > 0:
+        if (explore or not deterministic) and self.cfg.exploration_noise > 0:
             noise = self.rng.normal(0.0, self.cfg.exploration_noise, size=actions.shape).astype(np.float32)
             actions = np.clip(actions + noise, -1.0, 1.0)
         return self.scaler.to_env(actions)
@@ -165,10 +165,10 @@ class TD3:
     # ------------------------------------------------------------------ update
     def update(self) -> None:
         c = self.cfg
-        if self.steps < c.learning_starts or self.steps - self.last_train_step < c.train_freq:
+        if self.steps < c.learning_starts:
             return
-        self.last_train_step = self.steps
-        for _ in range(c.gradient_steps):
+        rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
+        for _ in range(rounds * c.gradient_steps):
             self.gradient_step(self.buffer.sample(c.batch_size))
 
     def gradient_step(self, batch: ReplayBatch) -> None:

@@ -1,0 +1,98 @@
+"""The agent contract, checked for every built-in algorithm on small fake problems."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drlrun.agent import BuildContext, EnvSpec
+from drlrun.algos.offpolicy import due
+from drlrun.buffers.replay import UniformConfig
+from drlrun.nets import MLPConfig
+from drlrun.registry import ALGOS
+
+DISCRETE = EnvSpec("fake", 2, (3,), "discrete", 2, ())
+BOX = EnvSpec("fake", 2, (3,), "continuous", 0, (2, 2), -np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
+SMALL = {"dqn": {"learning_starts": 4, "batch_size": 4}, "sac": {"learning_starts": 4, "batch_size": 4},
+         "td3": {"learning_starts": 4, "batch_size": 4}, "ddpg": {"learning_starts": 4, "batch_size": 4},
+         "ppo": {"n_steps": 4, "batch_size": 4, "normalize_obs": True}, "a2c": {"n_steps": 4, "normalize_obs": True},
+         "reinforce": {"episodes_per_update": 1, "normalize_obs": True}}
+
+
+def build(name: str, spec: EnvSpec):
+    cls = ALGOS.get(name)
+    ctx = BuildContext(spec, MLPConfig(hidden_sizes=[8]), UniformConfig(capacity=64), torch.device("cpu"), 1000, 0)
+    return cls(cls.Config(**SMALL[name]), ctx)
+
+
+def play(agent, spec: EnvSpec, steps: int) -> None:
+    rng = np.random.default_rng(0)
+    for t in range(steps):
+        obs = rng.standard_normal((spec.num_envs, 3)).astype(np.float32)
+        actions = agent.act(obs, explore=True)
+        ended = np.full(spec.num_envs, t % 5 == 4)
+        agent.observe(obs, actions, np.ones(spec.num_envs), obs, ended, np.zeros(spec.num_envs, bool),
+                      np.ones(spec.num_envs, bool))
+        agent.update()
+
+
+def flat_state(agent) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            out.append(x.clone())
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(agent.state_dict())
+    return out
+
+
+CASES = [(name, spec) for name in SMALL for spec in (DISCRETE, BOX)
+         if spec.action_kind in ALGOS.get(name).action_spaces]
+
+
+@pytest.mark.parametrize(("name", "spec"), CASES, ids=[f"{n}-{s.action_kind}" for n, s in CASES])
+def test_actions_fit_the_space_and_evaluation_changes_no_training_state(name, spec):
+    torch.manual_seed(0)
+    agent = build(name, spec)
+    play(agent, spec, 12)
+    obs = np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32)
+    before = flat_state(agent)
+    first = agent.act(obs, explore=False)
+    second = agent.act(obs, explore=False)
+    after = flat_state(agent)
+    assert np.array_equal(first, second)  # deterministic evaluation
+    assert len(before) == len(after) and all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    if spec.action_kind == "discrete":
+        assert first.shape == (2,) and set(first.tolist()) <= {0, 1}
+    else:
+        assert first.shape == (2, 2, 2) and (np.abs(first) <= 1.0).all()
+    explored = agent.act(obs, explore=True)
+    assert explored.shape == first.shape
+
+
+def test_due_keeps_the_schedule_whatever_the_number_of_envs():
+    assert due(1000, -1, 256) == (1, 1000)  # the schedule starts with one round
+    assert due(1255, 1000, 256) == (0, 1000)
+    assert due(1256, 1000, 256) == (1, 1256)
+    assert due(12, 0, 4) == (3, 12)  # 3 envs x 4 steps: three rounds of 'every 4 env steps'
+    assert due(14, 12, 4) == (0, 12)
+
+
+def test_dqn_trains_at_the_same_rate_per_env_step_with_more_envs():
+    counts = {}
+    for n in (1, 4):
+        spec = EnvSpec("fake", n, (3,), "discrete", 2, ())
+        cls = ALGOS.get("dqn")
+        ctx = BuildContext(spec, MLPConfig(hidden_sizes=[8]), UniformConfig(capacity=256), torch.device("cpu"), 1000, 0)
+        agent = cls(cls.Config(learning_starts=8, batch_size=4, train_freq=2, gradient_steps=1), ctx)
+        play(agent, spec, 64 // n)
+        counts[n] = agent.n_updates
+    assert counts[1] == counts[4] == (64 - 8) // 2 + 1
