@@ -3,6 +3,7 @@ mapping between a policy's [-1, 1] actions and an environment's action bounds.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,32 @@ class ActionScaler:
     def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Uniformly random env actions, for the warm-up before learning starts."""
         return rng.uniform(self.low, self.high, size=(n, len(self.low))).astype(np.float32).reshape(n, *self.shape)
+
+
+class ReplaySchedule:
+    """``observe`` and ``update`` for an actor-critic that learns from replay on a schedule.
+
+    Every transition goes into ``self.buffer``; once ``cfg.learning_starts`` env steps have been
+    seen, every ``cfg.train_freq`` env steps bring ``cfg.gradient_steps`` calls of
+    ``self.gradient_step(batch)`` with a fresh minibatch. The agent provides ``cfg``, ``buffer``,
+    ``steps``, ``last_train_step`` (start it at -1) and ``gradient_step``.
+    """
+
+    cfg: Any
+    buffer: Any
+    steps: int
+    last_train_step: int
+    gradient_step: Callable[[Any], None]
+
+    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
+        self.buffer.add(obs, actions, rewards, next_obs, terminated, truncated, valid)
+        self.steps += len(obs)
+
+    def update(self) -> None:
+        c = self.cfg
+        if self.steps < c.learning_starts:
+            return
+        rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
+        for _ in range(rounds * c.gradient_steps):
+            self.gradient_step(self.buffer.sample(c.batch_size))

@@ -25,7 +25,12 @@ import torch
 from torch import nn
 
 from drlrun.agent import BuildContext
-from drlrun.algos.offpolicy import ActionScaler, check_off_policy_config, due, soft_update
+from drlrun.algos.offpolicy import (
+    ActionScaler,
+    ReplaySchedule,
+    check_off_policy_config,
+    soft_update,
+)
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.nets import LOG_2PI, TwinQNetwork, make_adam, mlp_layers
@@ -125,7 +130,7 @@ class SquashedGaussianActor(nn.Module):
 
 # --------------------------------------------------------------------------- the agent
 @ALGOS.register("sac")
-class SAC:
+class SAC(ReplaySchedule):
     """Soft Actor-Critic for continuous (Box) actions."""
 
     Config = SACConfig
@@ -174,20 +179,7 @@ class SAC:
             actions = actions.cpu().numpy()
         return self.scaler.to_env(actions)
 
-    # ------------------------------------------------------------------ observe
-    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
-        self.buffer.add(obs, actions, rewards, next_obs, terminated, truncated, valid)
-        self.steps += len(obs)
-
-    # ------------------------------------------------------------------ update
-    def update(self) -> None:
-        c = self.cfg
-        if self.steps < c.learning_starts:
-            return
-        rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
-        for _ in range(rounds * c.gradient_steps):
-            self.gradient_step(self.buffer.sample(c.batch_size))
+    # observe() and update() come from ReplaySchedule: replay, then gradient_step() on schedule.
 
     def gradient_step(self, batch: ReplayBatch) -> None:
         """One critic update; every ``policy_frequency``-th also an actor and temperature update."""
