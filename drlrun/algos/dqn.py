@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from drlrun.agent import BuildContext
-from drlrun.algos.offpolicy import check_off_policy_config, due, soft_update
+from drlrun.algos.offpolicy import ReplaySchedule, check_off_policy_config, due, soft_update
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
@@ -70,7 +70,7 @@ def td_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: tor
 
 
 @ALGOS.register("dqn")
-class DQN:
+class DQN(ReplaySchedule):
     """Deep Q-learning for discrete actions."""
 
     Config = DQNConfig
@@ -128,34 +128,25 @@ class DQN:
             actions = np.where(explore_mask, self.rng.integers(self.n_actions, size=n), actions)
         return actions
 
-    # ------------------------------------------------------------------ observe
-    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-                terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
-        self.buffer.add(obs, actions, rewards, next_obs, terminated, truncated, valid)
-        self.steps += len(obs)
+    # ------------------------------------------------------------------ learn
+    # observe() and update() come from ReplaySchedule: replay, then gradient_step() on schedule.
 
-    # ------------------------------------------------------------------ update
-    def update(self) -> None:
+    def gradient_step(self, batch: ReplayBatch) -> None:
+        """Refresh the target network when due (env steps do not move within a training round, so
+        this happens before the round's first step only), then one TD-learning step."""
         c = self.cfg
-        if self.steps < c.learning_starts:
-            return
-        rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
-        if rounds == 0:
-            return
         target_rounds, self.last_target_step = due(self.steps, self.last_target_step, c.target_update_interval)
         if target_rounds:
             self._update_target(target_rounds)
-        for _ in range(rounds * c.gradient_steps):
-            batch = self.buffer.sample(c.batch_size)
-            loss, td_errors, q_taken = self.loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
-            self.optimizer.step()
-            if td_errors is not None:
-                self.buffer.update_priorities(batch.indices, td_errors)
-            self.n_updates += 1
+        loss, td_errors, q_taken = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        if td_errors is not None:
+            self.buffer.update_priorities(batch.indices, td_errors)
+        self.n_updates += 1
         self._last_loss, self._last_q = loss.detach(), q_taken.detach().mean()
 
     def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
