@@ -6,6 +6,7 @@ A network class takes ``(cfg, in_dim, out_dim)`` and maps a batch of flat observ
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -94,21 +95,72 @@ class DuelingQNetwork(nn.Module):
         return self.value(features) + advantages - advantages.mean(dim=-1, keepdim=True)
 
 
-class TwinQNetwork(nn.Module):
-    """Two independent critics Q1(s, a), Q2(s, a) for SAC and TD3 (clipped double Q-learning).
+class StackedMLP(nn.Module):
+    """``n`` independent MLPs of the same shape, evaluated together.
 
-    ``forward`` returns both as a ``[2, batch]`` tensor, so callers take ``.min(0)`` for the
-    target and sum both losses.
+    Each layer's weights are stacked as ``[n, in, out]`` and applied to all members with one
+    batched matmul (``baddbmm``): two small networks cost one kernel per layer instead of two,
+    forward and backward. For the small networks of RL, per-kernel overhead, not arithmetic, is
+    what a layer costs. Members stay independent (separate parameters), initialised as
+    ``nn.Linear`` does (uniform in +-1/sqrt(fan_in)) unless :meth:`orthogonal_` is called.
+    Input ``[batch, in]`` (shared by all members) or ``[n, batch, in]``; output ``[n, batch, out]``.
     """
 
-    def __init__(self, cfg: MLPConfig, obs_dim: int, action_dim: int) -> None:
+    def __init__(self, n: int, sizes: Sequence[int], activation: str, *, activate_last: bool) -> None:
         super().__init__()
-        self.q1 = MLP(cfg, obs_dim + action_dim, 1)
-        self.q2 = MLP(cfg, obs_dim + action_dim, 1)
+        self.n = n
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
+        self.activation = ACTIVATIONS[activation]()
+        self.activated = len(self.weights) if activate_last else len(self.weights) - 1
+
+    @torch.no_grad()
+    def orthogonal_(self, gain: float) -> None:
+        """Orthogonal weights (per member and layer, as ``nn.init.orthogonal_`` on a Linear) and
+        zero biases."""
+        for weight, bias in zip(self.weights, self.biases, strict=True):
+            for member in weight:
+                member.copy_(nn.init.orthogonal_(torch.empty(member.shape[1], member.shape[0]), gain).T)
+            bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.n, -1, -1) if x.dim() == 2 else x
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(bias, h, weight)
+            if i < self.activated:
+                h = self.activation(h)
+        return h
+
+    def member(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Member ``index`` alone on ``[batch, in]``: ``[batch, out]``."""
+        h = x
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.addmm(bias[index], h, weight[index])
+            if i < self.activated:
+                h = self.activation(h)
+        return h
+
+
+class QEnsemble(nn.Module):
+    """``n`` independent critics Q_i(s, a) (SAC and TD3 use two: clipped double Q-learning;
+    DDPG one), stacked in one :class:`StackedMLP`. ``forward`` returns ``[n, batch]``; callers
+    take ``.min(0)`` for the target and sum the losses.
+    """
+
+    def __init__(self, cfg: MLPConfig, obs_dim: int, action_dim: int, n: int = 2) -> None:
+        super().__init__()
+        self.net = StackedMLP(n, [obs_dim + action_dim, *cfg.hidden_sizes, 1], cfg.activation, activate_last=False)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs.flatten(1), actions], dim=1)
-        return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
+        return self.net(torch.cat([obs.flatten(1), actions], dim=1)).squeeze(-1)
+
+    def q(self, index: int, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Critic ``index`` alone, ``[batch]`` (TD3's actor loss needs Q1 only)."""
+        return self.net.member(index, torch.cat([obs.flatten(1), actions], dim=1)).squeeze(-1)
 
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -149,35 +201,28 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.discrete = discrete
         self.shared = bool(getattr(cfg, "shared", False))
-        actor_layers, width = mlp_layers(obs_dim, cfg.hidden_sizes, cfg.activation)
-        self.actor_torso = nn.Sequential(nn.Flatten(), *actor_layers)
+        separate_critic = critic and not self.shared
+        # The actor's torso and (unless shared) the critic's, stacked: one kernel per layer for both.
+        self.torsos = StackedMLP(2 if separate_critic else 1, [obs_dim, *cfg.hidden_sizes], cfg.activation,
+                                 activate_last=True)
+        width = cfg.hidden_sizes[-1]
         self.actor_head = nn.Linear(width, action_dim)
         self.log_std = None if discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
-        self.critic_torso: nn.Module | None = None
-        self.critic_head: nn.Linear | None = None
-        if critic:
-            if not self.shared:
-                critic_layers, _ = mlp_layers(obs_dim, cfg.hidden_sizes, cfg.activation)
-                self.critic_torso = nn.Sequential(nn.Flatten(), *critic_layers)
-            self.critic_head = nn.Linear(width, 1)
+        self.critic_head = nn.Linear(width, 1) if critic else None
         if orthogonal:
-            orthogonal_init(self, math.sqrt(2.0))
+            self.torsos.orthogonal_(math.sqrt(2.0))
             orthogonal_init(self.actor_head, 0.01)
             if self.critic_head is not None:
                 orthogonal_init(self.critic_head, 1.0)
 
     def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        actor = self.actor_torso(obs)
-        if self.critic_head is None:
-            return actor, None
-        critic = actor if self.critic_torso is None else self.critic_torso(obs)
-        return actor, critic
+        h = self.torsos(obs.flatten(1))
+        return h[0], (h[-1] if self.critic_head is not None else None)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if self.critic_head is None:
             raise RuntimeError("this ActorCritic was built without a critic")
-        features = self.actor_torso(obs) if self.critic_torso is None else self.critic_torso(obs)
-        return self.critic_head(features).squeeze(-1)
+        return self.critic_head(self.torsos.member(self.torsos.n - 1, obs.flatten(1))).squeeze(-1)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sampled (or most likely) actions, their log-probabilities, and V(s) if there is a critic."""

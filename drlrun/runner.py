@@ -159,7 +159,9 @@ class Run:
         evals: list[tuple[int, float, float]] = []
         best = -math.inf
         solved_at: int | None = None
+        solved_at_seconds: float | None = None
         early_stopped = False
+        self.side_seconds = 0.0  # evaluation and checkpoints: not training time
 
         start = time.perf_counter()
         last_log_time, last_log_step = start, 0
@@ -204,7 +206,9 @@ class Run:
 
             if step >= next_eval or step >= total:
                 next_eval += eval_every
-                mean, _std = self._evaluate(step, evals)
+                side_start = time.perf_counter()
+                train_seconds = side_start - start - self.side_seconds
+                mean, _std = self._evaluate(step, evals, train_seconds)
                 runner_state = {"step": step, "episodes": episodes}
                 if cfg.checkpoint.enabled:
                     self.save_checkpoint("latest", step, runner_state, with_buffer=True)
@@ -214,14 +218,17 @@ class Run:
                     if cfg.checkpoint.enabled and cfg.checkpoint.save_best:
                         self.save_checkpoint("best", step, runner_state, with_buffer=False)
                 if self.threshold is not None and mean >= self.threshold and solved_at is None:
-                    solved_at = step
+                    solved_at, solved_at_seconds = step, round(train_seconds, 3)
+                self.side_seconds += time.perf_counter() - side_start
                 if cfg.eval.early_stop and self.threshold is not None and mean >= self.threshold:
                     early_stopped = True
                     tm.message(f"[green]Early stop at step {step:,}: evaluation {mean:.1f} >= {self.threshold:g}.")
                     break
             if step >= next_ckpt and cfg.checkpoint.enabled:
                 next_ckpt = step + ckpt_every
+                side_start = time.perf_counter()
                 self.save_checkpoint("latest", step, {"step": step, "episodes": episodes}, with_buffer=True)
+                self.side_seconds += time.perf_counter() - side_start
 
         wall = time.perf_counter() - start
         final_step, final_mean, final_std = evals[-1]
@@ -229,8 +236,11 @@ class Run:
             "algo": cfg.algo.name, "env": self.env_id, "seed": cfg.seed, "status": "completed",
             "early_stopped": early_stopped, "total_steps": step, "episodes": episodes,
             "wall_seconds": round(wall, 3), "steps_per_second": round(step / max(wall, 1e-9), 1),
+            "train_seconds": round(wall - self.side_seconds, 3),
+            "train_steps_per_second": round(step / max(wall - self.side_seconds, 1e-9), 1),
             "final_return_mean": final_mean, "final_return_std": final_std, "final_eval_step": final_step,
             "best_return_mean": best, "threshold": self.threshold, "solved_at_step": solved_at,
+            "solved_at_seconds": solved_at_seconds,
             "device": str(self.device), "run_dir": str(self.run_dir),
         }
         tm.scalars(step, {"charts/SPS": summary["steps_per_second"]})
@@ -239,7 +249,7 @@ class Run:
                                   "hparams/steps_per_second": summary["steps_per_second"]})
         return summary
 
-    def _evaluate(self, step: int, evals: list[tuple[int, float, float]]) -> tuple[float, float]:
+    def _evaluate(self, step: int, evals: list[tuple[int, float, float]], train_seconds: float) -> tuple[float, float]:
         cfg = self.cfg
         returns, lengths = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
                                     cfg.seed + EVAL_SEED_OFFSET, cfg.eval.deterministic)
@@ -247,7 +257,8 @@ class Run:
         evals.append((step, mean, std))
         assert self.telemetry is not None
         self.telemetry.scalars(step, {"eval/return_mean": mean, "eval/return_std": std,
-                                      "eval/length_mean": float(lengths.mean())})
+                                      "eval/length_mean": float(lengths.mean()),
+                                      "eval/train_seconds": round(train_seconds, 3)})
         if not self.telemetry.live:
             self.telemetry.message(f"step {step:>9,}  eval return {mean:8.1f} +/- {std:.1f}")
         return mean, std

@@ -139,3 +139,32 @@ def test_state_dict_round_trip_restores_sampling():
     copy.sample(8)  # move its RNG
     copy.load_state_dict(state)
     assert buf.sample(8).indices.tolist() == copy.sample(8).indices.tolist()
+
+
+def test_split_gives_equal_views_of_one_batch():
+    b = gather(filled(n_step=1), [0, 2, 5, 7])
+    first, second = b.split(2)
+    assert first.returns.tolist() == [1.0, 3.0] and second.returns.tolist() == [5.0, 6.0]
+    assert second.next_obs.squeeze(1).tolist() == [12.0, 21.0] and second.indices.tolist() == [5, 7]
+    assert first.weights is None
+
+
+def test_a_training_round_draws_its_minibatches_at_once_only_from_uniform_replay():
+    from drlrun.algos.offpolicy import ReplaySchedule
+
+    class Recorder(ReplaySchedule):
+        def __init__(self, buffer):
+            self.cfg = type("Cfg", (), {"learning_starts": 0, "train_freq": 4, "gradient_steps": 3, "batch_size": 5})
+            self.buffer, self.steps, self.last_train_step, self.batches = buffer, 8, -1, []
+
+        def gradient_step(self, batch):
+            self.batches.append(batch)
+
+    draws = []
+    for buffer in (filled(n_step=1), filled(n_step=1, cls=PrioritizedReplayBuffer, cfg=PrioritizedConfig())):
+        original = buffer.sample
+        buffer.sample = lambda size, original=original: draws.append(size) or original(size)
+        agent = Recorder(buffer)
+        agent.update()
+        assert [len(b.indices) for b in agent.batches] == [5, 5, 5]
+    assert draws == [15, 5, 5, 5]  # uniform: one draw of 3 x 5; prioritized: three, one per step

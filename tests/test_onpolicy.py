@@ -109,7 +109,20 @@ def test_actor_critic_evaluates_what_it_sampled(shared):
     again, entropy, values2 = net.evaluate(obs, actions)
     assert torch.allclose(log_probs, again) and torch.allclose(values, values2)
     assert (entropy <= math.log(3) + 1e-6).all()
-    assert net.critic_torso is None if shared else net.critic_torso is not None
+    assert net.torsos.n == (1 if shared else 2)  # the critic's own torso, stacked beside the actor's
+    assert torch.allclose(net.value(obs), values)
+
+
+def test_stacked_torsos_are_orthogonal_and_independent():
+    net = ActorCritic(MLPConfig(hidden_sizes=[8, 8]), 4, discrete=True, action_dim=2)
+    for weight in net.torsos.weights:  # each member's [in, out] matrix: orthonormal columns or rows, x sqrt(2)
+        for member in weight:
+            gram = member.T @ member if member.shape[0] >= member.shape[1] else member @ member.T
+            assert torch.allclose(gram, 2.0 * torch.eye(len(gram)), atol=1e-5)
+    assert not torch.equal(net.torsos.weights[1][0], net.torsos.weights[1][1])
+    obs = torch.randn(5, 4)
+    net.value(obs).sum().backward()  # the value touches the critic's torso only
+    assert all(w.grad[0].abs().sum() == 0 and w.grad[1].abs().sum() > 0 for w in net.torsos.weights)
 
 
 def test_running_statistics_merge_batches_exactly():

@@ -255,3 +255,28 @@ def test_sac_learns_to_swing_up_pendulum_in_a_short_run(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["final_return_mean"] >= -400.0
+
+
+# --------------------------------------------------------------------------- the critics
+def test_q_ensemble_critics_are_independent_and_initialised_like_linear_layers():
+    from drlrun.nets import QEnsemble
+
+    torch.manual_seed(0)
+    critics = QEnsemble(MLPConfig(hidden_sizes=[16, 8]), obs_dim=3, action_dim=2, n=2)
+    for weight, fan_in in zip(critics.net.weights, (5, 16, 8), strict=True):
+        assert weight.shape[:2] == (2, fan_in) and weight.abs().max() <= 1 / math.sqrt(fan_in)
+    assert not torch.equal(critics.net.weights[0][0], critics.net.weights[0][1])  # two different draws
+    obs, actions = torch.randn(4, 3), torch.randn(4, 2)
+    q = critics(obs, actions)
+    assert q.shape == (2, 4)
+    # Each row is its own MLP: the batched form equals computing critic i alone ...
+    for i in range(2):
+        assert torch.allclose(critics.q(i, obs, actions), q[i], atol=1e-6)
+        h = torch.cat([obs, actions], 1)
+        for layer, (w, b) in enumerate(zip(critics.net.weights, critics.net.biases, strict=True)):
+            h = h @ w[i] + b[i]
+            h = torch.relu(h) if layer < 2 else h
+        assert torch.allclose(h.squeeze(-1), q[i], atol=1e-6)
+    # ... and a loss on critic 0 leaves critic 1's parameters without gradient.
+    q[0].sum().backward()
+    assert all(w.grad[1].abs().sum() == 0 and w.grad[0].abs().sum() > 0 for w in critics.net.weights)

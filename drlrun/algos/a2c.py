@@ -42,8 +42,8 @@ class A2C(OnPolicyAgent):
     def make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
         if cfg.optimizer == "adam":
-            return make_adam(self.policy.parameters(), cfg.lr, self.device, eps=cfg.optimizer_eps)
-        return torch.optim.RMSprop(self.policy.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.optimizer_eps)
+            return make_adam(self.params, cfg.lr, self.device, eps=cfg.optimizer_eps)
+        return torch.optim.RMSprop(self.params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.optimizer_eps)
 
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         cfg = self.cfg

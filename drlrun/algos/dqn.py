@@ -92,7 +92,8 @@ class DQN(ReplaySchedule):
         self.n_actions = ctx.spec.n_actions
         self.q_network = NETWORKS.build(ctx.network.name, ctx.network, ctx.spec.obs_dim, self.n_actions).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.optimizer = make_adam(self.q_network.parameters(), cfg.lr, self.device)
+        self.params = list(self.q_network.parameters())  # walked every step: listed once
+        self.optimizer = make_adam(self.params, cfg.lr, self.device)
         self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, ctx.spec, gamma=cfg.gamma, n_step=cfg.n_step,
                                     device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
         self.rng = np.random.default_rng(ctx.seed)
@@ -142,7 +143,7 @@ class DQN(ReplaySchedule):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
         self.optimizer.step()
         if td_errors is not None:
             self.buffer.update_priorities(batch.indices, td_errors)

@@ -6,6 +6,7 @@ its config and its ``learn`` method (the loss); this module holds the collection
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ class OnPolicyAgent:
         self.discrete = spec.action_kind == "discrete"
         self.policy = ActorCritic(ctx.network, spec.obs_dim, self.discrete, spec.action_dim,
                                   orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init).to(self.device)
+        self.params = list(self.policy.parameters())  # walked every minibatch: listed once
         self.optimizer = self.make_optimizer()
         self.rollout = RolloutBuffer(cfg.n_steps, spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
@@ -134,11 +136,23 @@ class OnPolicyAgent:
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         raise NotImplementedError  # the algorithm's loss
 
+    def minibatches(self, batch: dict[str, torch.Tensor], size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of shuffled minibatches of ``cfg.batch_size``. A minibatch that would hold the
+        whole rollout is the rollout itself: a mean over it does not depend on the order."""
+        batch_size = getattr(self.cfg, "batch_size", size)
+        if batch_size >= size:
+            yield batch
+            return
+        order = torch.randperm(size, generator=self.generator).to(self.device)
+        for start in range(0, size, batch_size):
+            mb = order[start:start + batch_size]
+            yield {key: value[mb] for key, value in batch.items()}
+
     def clip_and_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.optimizer.step()
 
     def metrics(self) -> dict[str, float]:

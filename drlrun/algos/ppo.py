@@ -56,7 +56,7 @@ class PPO(OnPolicyAgent):
     cfg: PPOConfig
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return make_adam(self.policy.parameters(), self.cfg.lr, self.device, eps=1e-5)
+        return make_adam(self.params, self.cfg.lr, self.device, eps=1e-5)
 
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         cfg = self.cfg
@@ -64,19 +64,17 @@ class PPO(OnPolicyAgent):
         clip_range = cfg.clip_range * (1.0 - progress) if cfg.anneal_clip else cfg.clip_range
         size = len(batch["obs"])
         for _epoch in range(cfg.n_epochs):
-            order = torch.randperm(size, generator=self.generator).to(self.device)
-            for start in range(0, size, cfg.batch_size):
-                mb = order[start:start + cfg.batch_size]
-                log_probs, entropy, values = self.policy.evaluate(batch["obs"][mb], batch["actions"][mb])
+            for mb in self.minibatches(batch, size):
+                log_probs, entropy, values = self.policy.evaluate(mb["obs"], mb["actions"])
                 assert values is not None
-                advantages = batch["advantages"][mb]
-                if cfg.normalize_advantage and len(mb) > 1:
+                advantages = mb["advantages"]
+                if cfg.normalize_advantage and len(advantages) > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
                 policy_loss, approx_kl, clip_fraction = clipped_surrogate(
-                    log_probs, batch["log_probs"][mb], advantages, clip_range)
-                returns = batch["returns"][mb]
+                    log_probs, mb["log_probs"], advantages, clip_range)
+                returns = mb["returns"]
                 if cfg.clip_vloss:
-                    old_values = batch["values"][mb]
+                    old_values = mb["values"]
                     clipped = old_values + (values - old_values).clamp(-clip_range, clip_range)
                     value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2).mean()
                 else:

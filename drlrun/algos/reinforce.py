@@ -143,7 +143,8 @@ class Reinforce:
         self.discrete = spec.action_kind == "discrete"
         self.policy = ActorCritic(ctx.network, spec.obs_dim, self.discrete, spec.action_dim, critic=cfg.baseline,
                                   orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init).to(self.device)
-        self.optimizer = make_adam(self.policy.parameters(), cfg.lr, self.device)
+        self.params = list(self.policy.parameters())  # walked every update: listed once
+        self.optimizer = make_adam(self.params, cfg.lr, self.device)
         self.store = EpisodeStore(spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
         self.low, self.high = spec.action_low, spec.action_high
@@ -203,7 +204,7 @@ class Reinforce:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
         self.optimizer.step()
         self._last.update({"losses/policy_loss": policy_loss.detach(), "losses/entropy": entropy_loss.detach(),
                            "charts/batch_episodes": torch.tensor(float(store.batch_episodes))})

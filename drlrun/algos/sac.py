@@ -33,7 +33,7 @@ from drlrun.algos.offpolicy import (
 )
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
-from drlrun.nets import LOG_2PI, TwinQNetwork, make_adam, mlp_layers
+from drlrun.nets import LOG_2PI, QEnsemble, make_adam, mlp_layers
 from drlrun.registry import ALGOS, BUFFERS
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' and SB3's implementations
@@ -52,6 +52,7 @@ class SACConfig:
     train_freq: int = param(1, ge=1, help="env steps between training rounds")
     gradient_steps: int = param(1, ge=1, help="gradient steps per training round")
     tau: float = param(0.005, gt=0.0, le=1.0, help="Polyak coefficient of the target critics")
+    n_step: int = param(1, ge=1, help="steps in the bootstrapped return (1: the paper's one-step target)")
     policy_frequency: int = param(1, ge=1, help="critic updates per actor (and temperature) update")
     autotune: bool = param(True, help="learn the temperature alpha towards target_entropy")
     alpha: float = param(0.2, ge=0.0, help="fixed temperature when autotune=false")
@@ -147,15 +148,18 @@ class SAC(ReplaySchedule):
         self.scaler = ActionScaler(spec, cfg.name, self.device)
         obs_dim, action_dim = spec.obs_dim, spec.action_dim
         self.actor = SquashedGaussianActor(ctx.network, obs_dim, action_dim).to(self.device)
-        self.critic = TwinQNetwork(ctx.network, obs_dim, action_dim).to(self.device)
+        self.critic = QEnsemble(ctx.network, obs_dim, action_dim).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = make_adam(self.actor.parameters(), cfg.actor_lr or cfg.lr, self.device)
-        self.critic_optimizer = make_adam(self.critic.parameters(), cfg.critic_lr or cfg.lr, self.device)
+        self.actor_params = list(self.actor.parameters())  # walked every step: listed once
+        self.critic_params = list(self.critic.parameters())
+        self.critic_target_params = list(self.critic_target.parameters())
+        self.actor_optimizer = make_adam(self.actor_params, cfg.actor_lr or cfg.lr, self.device)
+        self.critic_optimizer = make_adam(self.critic_params, cfg.critic_lr or cfg.lr, self.device)
         self.target_entropy = float(-action_dim if cfg.target_entropy is None else cfg.target_entropy)
         self.log_alpha = torch.tensor(math.log(cfg.alpha_init), device=self.device, requires_grad=cfg.autotune)
         self.alpha_optimizer = make_adam([self.log_alpha], cfg.lr, self.device) if cfg.autotune else None
         self._fixed_alpha = torch.tensor(cfg.alpha, device=self.device)
-        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=1,
+        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=cfg.n_step,
                                     device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = 0  # env steps observed
@@ -207,7 +211,7 @@ class SAC(ReplaySchedule):
             pi_actions, log_probs = self.actor.sample(batch.obs)
             pi_loss = actor_loss(log_probs, self.critic(batch.obs, pi_actions), alpha)
             self.actor_optimizer.zero_grad(set_to_none=True)
-            pi_loss.backward(inputs=list(self.actor.parameters()))  # no gradients for the critics
+            pi_loss.backward(inputs=self.actor_params)  # no gradients for the critics
             self.actor_optimizer.step()
             last["actor_loss"] = pi_loss.detach()
             if self.alpha_optimizer is not None:
@@ -216,7 +220,7 @@ class SAC(ReplaySchedule):
                 alpha_loss.backward()
                 self.alpha_optimizer.step()
                 last["alpha_loss"] = alpha_loss.detach()
-        soft_update(self.critic_target, self.critic, c.tau)
+        soft_update(self.critic_target_params, self.critic_params, c.tau)
 
     def metrics(self) -> dict[str, float]:
         out = {"losses/alpha": float(self.alpha)}

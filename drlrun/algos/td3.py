@@ -39,7 +39,7 @@ from drlrun.algos.offpolicy import (
 from drlrun.algos.sac import qf_loss
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
-from drlrun.nets import MLP, TwinQNetwork, make_adam, mlp_layers
+from drlrun.nets import QEnsemble, make_adam, mlp_layers
 from drlrun.registry import ALGOS, BUFFERS
 
 
@@ -55,6 +55,7 @@ class TD3Config:
     train_freq: int = param(1, ge=1, help="env steps between training rounds")
     gradient_steps: int = param(1, ge=1, help="gradient steps per training round")
     tau: float = param(0.005, gt=0.0, le=1.0, help="Polyak coefficient of the target networks")
+    n_step: int = param(1, ge=1, help="steps in the bootstrapped return (1: the paper's one-step target)")
     policy_delay: int = param(2, ge=1, help="critic updates per actor and target update")
     exploration_noise: float = param(0.1, ge=0.0, help="std of the Gaussian exploration noise, [-1, 1] scale")
     policy_noise: float = param(0.2, ge=0.0, help="std of the target smoothing noise, [-1, 1] scale")
@@ -104,17 +105,6 @@ class DeterministicActor(nn.Module):
         return self.net(obs)
 
 
-class SingleQNetwork(nn.Module):
-    """One critic Q(s, a), shaped like :class:`TwinQNetwork`'s output as ``[1, batch]``."""
-
-    def __init__(self, cfg: Any, obs_dim: int, action_dim: int) -> None:
-        super().__init__()
-        self.q1 = MLP(cfg, obs_dim + action_dim, 1)
-
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.q1(torch.cat([obs.flatten(1), actions], dim=1)).squeeze(-1).unsqueeze(0)
-
-
 # --------------------------------------------------------------------------- the agent
 @ALGOS.register("td3")
 class TD3(ReplaySchedule):
@@ -136,12 +126,15 @@ class TD3(ReplaySchedule):
         self.action_dim = action_dim
         self.actor = DeterministicActor(ctx.network, obs_dim, action_dim).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        critic_cls = TwinQNetwork if cfg.twin else SingleQNetwork
-        self.critic = critic_cls(ctx.network, obs_dim, action_dim).to(self.device)
+        self.critic = QEnsemble(ctx.network, obs_dim, action_dim, n=2 if cfg.twin else 1).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = make_adam(self.actor.parameters(), cfg.actor_lr or cfg.lr, self.device)
-        self.critic_optimizer = make_adam(self.critic.parameters(), cfg.critic_lr or cfg.lr, self.device)
-        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=1,
+        self.actor_params = list(self.actor.parameters())  # walked every step: listed once
+        self.critic_params = list(self.critic.parameters())
+        self.targets = (list(self.actor_target.parameters()) + list(self.critic_target.parameters()),
+                        self.actor_params + self.critic_params)
+        self.actor_optimizer = make_adam(self.actor_params, cfg.actor_lr or cfg.lr, self.device)
+        self.critic_optimizer = make_adam(self.critic_params, cfg.critic_lr or cfg.lr, self.device)
+        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=cfg.n_step,
                                     device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = 0  # env steps observed
@@ -188,14 +181,12 @@ class TD3(ReplaySchedule):
             last["qf2_values"] = q_values[1].detach().mean()
 
         if self.n_updates % c.policy_delay == 0:
-            pi_input = torch.cat([batch.obs.flatten(1), self.actor(batch.obs)], dim=1)
-            pi_loss = actor_loss(self.critic.q1(pi_input).squeeze(-1))  # Q1 only: no Q2 forward
+            pi_loss = actor_loss(self.critic.q(0, batch.obs, self.actor(batch.obs)))  # Q1 only: no Q2 forward
             self.actor_optimizer.zero_grad(set_to_none=True)
-            pi_loss.backward(inputs=list(self.actor.parameters()))  # no gradients for the critics
+            pi_loss.backward(inputs=self.actor_params)  # no gradients for the critics
             self.actor_optimizer.step()
             last["actor_loss"] = pi_loss.detach()
-            soft_update(self.actor_target, self.actor, c.tau)
-            soft_update(self.critic_target, self.critic, c.tau)
+            soft_update(*self.targets, c.tau)  # actor and critic targets in one kernel
 
     def metrics(self) -> dict[str, float]:
         out = {f"losses/{key}": float(value) for key, value in self._last.items()}

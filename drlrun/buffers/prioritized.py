@@ -78,6 +78,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     """Replay buffer that samples transitions in proportion to their last TD error."""
 
     Config = PrioritizedConfig
+    independent_samples = False  # each minibatch depends on the priorities the previous one set
 
     def __init__(self, cfg: Any, spec: EnvSpec, *, gamma: float, n_step: int,
                  device: torch.device, seed: int, total_steps: int) -> None:

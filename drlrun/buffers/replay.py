@@ -43,12 +43,21 @@ class ReplayBatch(NamedTuple):
     weights: torch.Tensor | None  # importance-sampling weights; None for uniform replay
     indices: np.ndarray  # flat positions, for priority updates
 
+    def split(self, parts: int) -> list[ReplayBatch]:
+        """``parts`` equal minibatches (views, no copies) of this batch."""
+        size = len(self.indices) // parts
+        return [ReplayBatch(*(None if field is None else field[i * size:(i + 1) * size] for field in self))
+                for i in range(parts)]
+
 
 @BUFFERS.register("uniform")
 class ReplayBuffer:
     """Fixed-capacity ring of transitions, sampled uniformly."""
 
     Config = UniformConfig
+    # Sampling does not depend on what was learned, so a training round may draw all of its
+    # minibatches at once (one gather, one host-to-device copy). Prioritized replay sets False.
+    independent_samples = True
 
     def __init__(self, cfg: Any, spec: EnvSpec, *, gamma: float, n_step: int,
                  device: torch.device, seed: int, total_steps: int) -> None:
