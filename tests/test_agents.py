@@ -96,3 +96,19 @@ def test_dqn_trains_at_the_same_rate_per_env_step_with_more_envs():
         play(agent, spec, 64 // n)
         counts[n] = agent.n_updates
     assert counts[1] == counts[4] == (64 - 8) // 2 + 1
+
+
+def test_clip_grad_norm_matches_torch():
+    from drlrun.nets import clip_grad_norm
+
+    torch.manual_seed(0)
+    for max_norm in (0.1, 100.0):  # clipped, and left alone
+        params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+        twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for group in (params, twins):
+            sum((p ** 3).sum() for p in group).backward()
+        ours = clip_grad_norm(params, max_norm)
+        theirs = torch.nn.utils.clip_grad_norm_(twins, max_norm)
+        assert torch.allclose(ours, theirs)
+        for p, q in zip(params, twins, strict=True):
+            assert torch.allclose(p.grad, q.grad)

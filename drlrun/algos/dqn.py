@@ -26,7 +26,7 @@ from drlrun.algos.offpolicy import ReplaySchedule, check_off_policy_config, due,
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
-from drlrun.nets import make_adam
+from drlrun.nets import clip_grad_norm, make_adam
 from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 
 
@@ -119,13 +119,13 @@ class DQN(ReplaySchedule):
             eps = 0.0
         else:  # evaluation with a little noise: the final epsilon
             eps = self.cfg.exploration_final_eps
-        if eps >= 1.0:  # pure exploration: no forward pass needed
+        explore_mask = self.rng.random(n) < eps if eps > 0.0 else None
+        if explore_mask is not None and explore_mask.all():  # every env explores: no forward pass
             return self.rng.integers(self.n_actions, size=n)
         with torch.inference_mode():
             q_values = self.q_network(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
             actions = q_values.argmax(dim=1).cpu().numpy()
-        if eps > 0.0:
-            explore_mask = self.rng.random(n) < eps
+        if explore_mask is not None:
             actions = np.where(explore_mask, self.rng.integers(self.n_actions, size=n), actions)
         return actions
 
@@ -143,7 +143,7 @@ class DQN(ReplaySchedule):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+            clip_grad_norm(self.params, c.max_grad_norm)
         self.optimizer.step()
         if td_errors is not None:
             self.buffer.update_priorities(batch.indices, td_errors)

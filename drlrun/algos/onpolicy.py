@@ -17,7 +17,7 @@ from drlrun.agent import BuildContext
 from drlrun.buffers.rollout import RolloutBuffer, gae
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
-from drlrun.nets import ActorCritic, check_policy_gradient_config
+from drlrun.nets import ActorCritic, check_policy_gradient_config, clip_grad_norm
 from drlrun.normalize import ObsNormalizer, RewardScaler
 
 
@@ -152,7 +152,7 @@ class OnPolicyAgent:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+            clip_grad_norm(self.params, self.cfg.max_grad_norm)
         self.optimizer.step()
 
     def metrics(self) -> dict[str, float]:

@@ -36,12 +36,15 @@ class PPOConfig(OnPolicyConfig):
 
 
 def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
-                      clip_range: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      clip_range: float, *, stats: bool = True) -> tuple[torch.Tensor, Any, Any]:
     """The policy loss -E[min(r A, clip(r, 1-eps, 1+eps) A)], the approximate KL
-    E[(r - 1) - log r] (Schulman's low-variance estimator), and the fraction of clipped ratios."""
+    E[(r - 1) - log r] (Schulman's low-variance estimator), and the fraction of clipped ratios
+    (those two only with ``stats``: they are diagnostics, needed once per epoch, not per minibatch)."""
     log_ratio = log_probs - old_log_probs
     ratio = log_ratio.exp()
     policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)).mean()
+    if not stats:
+        return policy_loss, None, None
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
@@ -63,15 +66,16 @@ class PPO(OnPolicyAgent):
         progress = self.n_updates / self.total_updates
         clip_range = cfg.clip_range * (1.0 - progress) if cfg.anneal_clip else cfg.clip_range
         size = len(batch["obs"])
+        last = -(-size // min(cfg.batch_size, size)) - 1  # index of each epoch's last minibatch
         for _epoch in range(cfg.n_epochs):
-            for mb in self.minibatches(batch, size):
+            for index, mb in enumerate(self.minibatches(batch, size)):
                 log_probs, entropy, values = self.policy.evaluate(mb["obs"], mb["actions"])
                 assert values is not None
                 advantages = mb["advantages"]
                 if cfg.normalize_advantage and len(advantages) > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
                 policy_loss, approx_kl, clip_fraction = clipped_surrogate(
-                    log_probs, mb["log_probs"], advantages, clip_range)
+                    log_probs, mb["log_probs"], advantages, clip_range, stats=index == last)
                 returns = mb["returns"]
                 if cfg.clip_vloss:
                     old_values = mb["values"]

@@ -21,7 +21,7 @@ import torch
 
 from drlrun.agent import BuildContext
 from drlrun.config import RunConfig, param
-from drlrun.nets import ActorCritic, check_policy_gradient_config, make_adam
+from drlrun.nets import ActorCritic, check_policy_gradient_config, clip_grad_norm, make_adam
 from drlrun.normalize import ObsNormalizer
 from drlrun.registry import ALGOS
 
@@ -204,7 +204,7 @@ class Reinforce:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+            clip_grad_norm(self.params, cfg.max_grad_norm)
         self.optimizer.step()
         self._last.update({"losses/policy_loss": policy_loss.detach(), "losses/entropy": entropy_loss.detach(),
                            "charts/batch_episodes": torch.tensor(float(store.batch_episodes))})
