@@ -16,7 +16,9 @@ What is measured, identically on both sides:
 - ``time_to_threshold``: training seconds at the first periodic evaluation (every
   ``total_steps / evals`` steps, 10 episodes) whose mean reaches the threshold; None if none does.
 Medians over seeds go in the table; ``ratio`` is median drlrun sps / median SB3 sps.
-SB3 runs with its defaults (torch's thread count), drlrun with its own (one torch thread).
+SB3 runs with torch's default thread count (as its users get it; ``--sb3-threads 1`` for one
+thread), drlrun with its own default (one torch thread). Pin both to one core with
+``taskset -c 0 python benchmarks/vs_sb3.py ...``.
 """
 
 from __future__ import annotations
@@ -225,20 +227,21 @@ def run_drlrun(task: Task, seed: int, root: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the SB3 side
-def run_sb3(task: Task, seed: int, root: Path) -> dict[str, Any]:
+def run_sb3(task: Task, seed: int, root: Path, threads: int = 0) -> dict[str, Any]:
     out = root / f"sb3_{task.name}_{seed}.json"
     cmd = [sys.executable, __file__, "--sb3-worker", task.name, "--seed", str(seed), "--steps", str(task.total_steps),
-           "--out", str(out)]
+           "--out", str(out), "--sb3-threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"SB3 worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())
 
 
-def sb3_worker(task: Task, seed: int, out: Path) -> None:
+def sb3_worker(task: Task, seed: int, out: Path, threads: int = 0) -> None:
     """One SB3 run, timed like drlrun's runner times itself (evaluations excluded)."""
     import gymnasium as gym
     import stable_baselines3
+    import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -246,6 +249,8 @@ def sb3_worker(task: Task, seed: int, out: Path) -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv
     from torch import nn
 
+    if threads > 0:
+        torch.set_num_threads(threads)
     kwargs = task.sb3_kwargs()
     n_envs = kwargs.pop("n_envs")
     policy_kwargs = kwargs.get("policy_kwargs", {})
@@ -291,7 +296,8 @@ def sb3_worker(task: Task, seed: int, out: Path) -> None:
         final = callback.last[1]
     result = {"sps": round(model.num_timesteps / train_seconds, 1), "return": final,
               "time_to_threshold": None if callback.solved_at is None else round(callback.solved_at, 3),
-              "train_seconds": round(train_seconds, 3), "sb3_version": stable_baselines3.__version__}
+              "train_seconds": round(train_seconds, 3), "sb3_version": stable_baselines3.__version__,
+              "torch_threads": torch.get_num_threads()}
     out.write_text(json.dumps(result))
 
 
@@ -301,11 +307,11 @@ def _median(values: list[Any]) -> float | None:
     return round(median(present), 3) if present else None
 
 
-def compare(task: Task, seeds: list[int], sides: list[str], root: Path) -> dict[str, Any]:
+def compare(task: Task, seeds: list[int], sides: list[str], root: Path, sb3_threads: int = 0) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for seed in seeds:
         for side in sides:  # interleaved: A B A B
-            result = (run_drlrun if side == "drlrun" else run_sb3)(task, seed, root)
+            result = run_drlrun(task, seed, root) if side == "drlrun" else run_sb3(task, seed, root, sb3_threads)
             runs[side].append({"seed": seed, **result})
             print(f"  {task.name} seed {seed} {side:>6}: {result['sps']:>9.1f} steps/s, "
                   f"return {result['return']:8.1f}, time to threshold {result['time_to_threshold']}", flush=True)
@@ -320,7 +326,7 @@ def compare(task: Task, seeds: list[int], sides: list[str], root: Path) -> dict[
         row["ratio"] = round(row["drlrun_sps"] / row["sb3_sps"], 2)
     row["drlrun_overrides"] = task.drlrun_overrides()
     row["sb3"] = {k: getattr(v, "start", v) for k, v in task.sb3_kwargs().items()}
-    row["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    row["machine"] = f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} usable cores"
     row["date"] = date.today().isoformat()
     return row
 
@@ -354,13 +360,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="override every task's total steps (smoke runs)")
     parser.add_argument("--sides", default="drlrun,sb3", help="drlrun,sb3 or one of them")
     parser.add_argument("--json", type=Path, help="append one JSON line per task here")
+    parser.add_argument("--sb3-threads", type=int, default=0,
+                        help="torch threads for SB3; 0 (default) leaves torch's default, as SB3 users get it")
     parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_worker:
         task = TASKS[args.sb3_worker]
-        sb3_worker(task.resized(args.steps or task.total_steps), args.seed, args.out)
+        sb3_worker(task.resized(args.steps or task.total_steps), args.seed, args.out, args.sb3_threads)
         return
     names = [n for n in args.tasks.split(",") if n]
     unknown = [n for n in names if n not in TASKS]
@@ -376,7 +384,7 @@ def main() -> None:
             print(f"{name}: drlrun {' '.join(task.drlrun_overrides())}", flush=True)
             print(f"{name}: SB3 {task.algo.upper()}('MlpPolicy', {task.env!r}, "
                   f"{', '.join(f'{k}={v!r}' for k, v in task.sb3_kwargs().items())})", flush=True)
-            row = compare(task, list(range(args.seeds)), sides, Path(tmp))
+            row = compare(task, list(range(args.seeds)), sides, Path(tmp), args.sb3_threads)
             rows.append(row)
             if args.json:
                 with args.json.open("a") as f:
