@@ -7,6 +7,7 @@ exit with status 2; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows the traceback
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from importlib import resources
@@ -18,10 +19,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from drlrun import sweep
 from drlrun.envs import slug
 from drlrun.errors import DrlrunError
+from drlrun.runner import Diverged
 
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_SWEEP_FAILURES = 1
 console = Console(stderr=True)
 
 if not OmegaConf.has_resolver("slug"):
@@ -47,19 +52,44 @@ def _hydra_main(cfg: DictConfig) -> float:
     from drlrun.runner import train
     from drlrun.telemetry import summary_table
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         settings = to_settings(cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         summary = train(settings, run_dir)
-    except DrlrunError as exc:
-        if _wants_traceback(cfg) or HydraConfig.get().mode == RunMode.MULTIRUN:
+    except Exception as exc:
+        if multirun:  # one job's failure must not stop the sweep: record it and go on
+            return _record_failed_job(cfg, run_dir, exc)
+        if not isinstance(exc, DrlrunError) or _wants_traceback(cfg):
             raise
         print_error(exc)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_USER_ERROR)
     out = Console()
     out.print(summary_table(summary, run_dir))
     out.print(f"TensorBoard: tensorboard --logdir {run_dir}", soft_wrap=True, highlight=False)
     return float(summary["final_return_mean"])
+
+
+def _record_failed_job(cfg: DictConfig, run_dir: Path, exc: Exception) -> float:
+    """A failed multirun job: its summary.json says why (the runner writes one when training
+    itself failed; a job that failed before training gets one here), the full traceback goes to
+    the job's log, and the sweeper gets NaN (Optuna records the trial as failed)."""
+    import json
+    import logging
+
+    from drlrun.checkpoint import atomic_write
+
+    logging.getLogger("drlrun").error("job failed: %s", exc, exc_info=not isinstance(exc, DrlrunError))
+    console.print(f"[bold red]job {HydraConfig.get().job.num} failed:[/] {exc}", highlight=False, soft_wrap=True)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        error = str(exc) if isinstance(exc, DrlrunError) else f"{type(exc).__name__}: {exc}"
+        summary = {"algo": cfg.algo.get("name"), "env": cfg.env.get("id"), "seed": cfg.get("seed"),
+                   "status": "failed", "error": error, "total_steps": 0, "final_return_mean": None,
+                   "run_dir": str(run_dir)}
+        atomic_write(summary_path, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    return math.nan
 
 
 def _env_group_options() -> set[str]:
@@ -99,6 +129,8 @@ def main() -> None:
         print_error(exc)
         sys.exit(EXIT_USER_ERROR)
     _hydra_main()
+    if sweep.FAILED_JOBS:  # the sweep ran to the end; say so in the exit status too
+        sys.exit(EXIT_SWEEP_FAILURES)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ from drlrun.telemetry import Telemetry
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
 
 
+class Diverged(DrlrunError):
+    """A loss became NaN or infinite: training cannot recover, so the run stops."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -166,6 +170,7 @@ class Run:
         start = time.perf_counter()
         last_log_time, last_log_step = start, 0
         step = 0
+        self.progress = {"start": start, "evals": evals, "episodes": 0}
         obs, _ = envs.reset(seed=cfg.seed)
         while step < total:
             actions = agent.act(obs, explore=True)
@@ -173,6 +178,7 @@ class Run:
             valid = ~autoreset
             agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
             step += n
+            self.progress["step"] = step
             ep_return += rewards
             ep_length += valid
             ended = terminated | truncated
@@ -193,6 +199,7 @@ class Run:
                 sps = (step - last_log_step) / max(now - last_log_time, 1e-9)
                 last_log_time, last_log_step = now, step
                 row = {"charts/SPS": step / max(now - start, 1e-9), **agent.metrics()}
+                self.check_finite(step, row)
                 if pending_returns:
                     episodes += len(pending_returns)
                     last_return = float(np.mean(pending_returns))
@@ -249,6 +256,18 @@ class Run:
                                   "hparams/steps_per_second": summary["steps_per_second"]})
         return summary
 
+    def check_finite(self, step: int, row: dict[str, float]) -> None:
+        """Stop at the first NaN or infinite loss, before it reaches a checkpoint: the last
+        checkpoint on disk stays the last good one."""
+        bad = {key: value for key, value in row.items() if key.startswith("losses/") and not math.isfinite(value)}
+        if bad:
+            listed = ", ".join(f"{key}={value}" for key, value in bad.items())
+            raise Diverged(
+                f"Training diverged at step {step:,}: {listed}. The last good checkpoint (if any) is in "
+                f"{self.ckpt_dir}. Lower the learning rate (algo.lr), clip gradients harder or "
+                "normalise observations/rewards, and check the environment's rewards for NaN or inf."
+            )
+
     def _evaluate(self, step: int, evals: list[tuple[int, float, float]], train_seconds: float) -> tuple[float, float]:
         cfg = self.cfg
         returns, lengths = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
@@ -274,21 +293,43 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
                             lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
 
 
+def failure_summary(cfg: RunConfig, run_dir: Path, status: str, error: BaseException,
+                    run: Run | None = None) -> dict[str, Any]:
+    """summary.json for a run that did not complete: its status, the error, and how far it got."""
+    progress = getattr(run, "progress", {}) if run is not None else {}
+    evals = progress.get("evals") or []
+    wall = time.perf_counter() - progress["start"] if "start" in progress else 0.0
+    return {
+        "algo": cfg.algo.name, "env": run.env_id if run is not None else cfg.env.id, "seed": cfg.seed,
+        "status": status, "error": f"{type(error).__name__}: {error}" if not isinstance(error, DrlrunError)
+        else str(error),
+        "total_steps": progress.get("step", 0), "wall_seconds": round(wall, 3),
+        "final_return_mean": evals[-1][1] if evals else None,
+        "final_eval_step": evals[-1][0] if evals else None,
+        "best_return_mean": max(e[1] for e in evals) if evals else None,
+        "threshold": getattr(run, "threshold", None), "run_dir": str(run_dir),
+    }
+
+
 def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None) -> dict[str, Any]:
-    """Build, train and summarise one run in ``run_dir``; returns the summary."""
+    """Build, train and summarise one run in ``run_dir``; returns the summary.
+
+    A run that diverges or fails while training still leaves a summary.json (status ``diverged``
+    or ``failed``, with the error) before the exception propagates, so sweeps and reports can
+    account for it. Bad input fails while building, before anything is written."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(cfg, run_dir)
+    run = Run(cfg, run_dir)  # bad input fails here, before anything is written
     title = f"{cfg.algo.name} {slug(run.env_id)} seed {cfg.seed}"
-    run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title,
-                              tensorboard=cfg.log.tensorboard,
+    run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title, tensorboard=cfg.log.tensorboard,
                               progress=cfg.log.progress if progress is None else progress)
     try:
         summary = run.train()
+    except Exception as exc:
+        status = "diverged" if isinstance(exc, Diverged) else "failed"
+        write_summary(run_dir, failure_summary(cfg, run_dir, status, exc, run))
+        raise
     finally:
         run.telemetry.close()
         run.close()
     write_summary(run_dir, summary)
     return summary
-
-
-

@@ -49,3 +49,11 @@ class GuessEnv(gym.Env):
 
 # 'module:env-id' support: importing this module registers an id, as third-party packages do.
 gym.register(id="FakeGuess-v0", entry_point=GuessEnv, max_episode_steps=5)
+
+
+class NaNRewardEnv(GuessEnv):
+    """GuessEnv whose rewards are NaN: any learner's loss becomes NaN (a diverging run)."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float("nan"), terminated, truncated, info

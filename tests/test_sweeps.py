@@ -1,0 +1,44 @@
+"""Multirun: every job runs even when some fail or diverge, and the sweep ends with a summary."""
+
+from __future__ import annotations
+
+import json
+
+from drlrun import checkpoint
+
+TINY = ("total_steps=400", "eval.interval=100", "eval.episodes=2", "log.interval=100",
+        "algo.learning_starts=150", "algo.batch_size=16", "algo.train_freq=1")
+
+
+def test_failed_and_diverged_jobs_are_recorded_and_the_others_still_run(cli, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = cli("-m", "env.id=fake_envs:GuessEnv,fake_envs:NaNRewardEnv", "algo.lr=0.001,-1", *TINY,
+                 f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 1, result.stderr  # the sweep finished, with failures
+    assert "Traceback" not in result.stderr + result.stdout
+    rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    statuses = {row["overrides"]: row["status"] for row in rows}
+    assert statuses == {
+        "env.id=fake_envs:GuessEnv algo.lr=0.001": "completed",
+        "env.id=fake_envs:NaNRewardEnv algo.lr=0.001": "diverged",
+        "env.id=fake_envs:GuessEnv algo.lr=-1": "failed",
+        "env.id=fake_envs:NaNRewardEnv algo.lr=-1": "failed",
+    }
+    by_status = {row["status"]: row for row in rows}
+    assert "algo.lr=-1.0" in by_status["failed"]["error"] and "diverged" in by_status["diverged"]["error"]
+    assert by_status["completed"]["final_return_mean"] == 1.0
+    assert "1 of 4 jobs completed" in result.stdout
+    markdown = (sweep_dir / "sweep_summary.md").read_text()
+    assert markdown.count("\n| ") == 4 and "| diverged |" in markdown  # 4 job rows below the header
+
+
+def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_says_so(cli, tmp_path):
+    run_dir = tmp_path / "r"
+    result = cli("env.id=fake_envs:NaNRewardEnv", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 3
+    assert "diverged at step 200" in result.stderr and "losses/td_loss=nan" in result.stderr
+    assert "Traceback" not in result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["total_steps"] == 200
+    header, _state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
+    assert header["step"] == 100  # saved at the evaluation before learning started, never after
