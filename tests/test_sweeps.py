@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from drlrun import checkpoint
 
 TINY = ("total_steps=400", "eval.interval=100", "eval.episodes=2", "log.interval=100",
@@ -42,3 +44,27 @@ def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_says_so(cli, t
     assert summary["status"] == "diverged" and summary["total_steps"] == 200
     header, _state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     assert header["step"] == 100  # saved at the evaluation before learning started, never after
+
+
+def test_three_jobs_in_parallel_through_hydras_joblib_launcher(cli, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2", "env.id=fake_envs:GuessEnv",
+                 *TINY, f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert [(row["overrides"], row["status"]) for row in rows] == [
+        ("seed=0", "completed"), ("seed=1", "completed"), ("seed=2", "completed")]
+    seeds = sorted(json.loads(p.read_text())["seed"] for p in sweep_dir.glob("*/summary.json"))
+    assert seeds == [0, 1, 2]
+    assert all(row["final_return_mean"] == 1.0 for row in rows)
+
+
+def test_three_jobs_on_a_local_ray_through_hydras_ray_launcher(cli, tmp_path):
+    pytest.importorskip("ray", reason="ray comes with pip install 'drlrun[ray]' (CI installs it)")
+    sweep_dir = tmp_path / "sweep"
+    result = cli("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "seed=0,1,2",
+                 "env.id=fake_envs:GuessEnv", *TINY, f"hydra.sweep.dir={sweep_dir}", timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert [(row["overrides"], row["status"], row["final_return_mean"]) for row in rows] == [
+        ("seed=0", "completed", 1.0), ("seed=1", "completed", 1.0), ("seed=2", "completed", 1.0)]
