@@ -22,6 +22,7 @@ from rich.console import Console
 from drlrun import sweep
 from drlrun.envs import slug
 from drlrun.errors import DrlrunError
+from drlrun.pruning import Pruned
 from drlrun.runner import Diverged
 
 EXIT_USER_ERROR = 2
@@ -79,8 +80,13 @@ def _record_failed_job(cfg: DictConfig, run_dir: Path, exc: Exception) -> float:
 
     from drlrun.checkpoint import atomic_write
 
+    job = HydraConfig.get().job.num
+    if isinstance(exc, Pruned):  # an expected outcome of a search, not a failure
+        logging.getLogger("drlrun").info("job pruned: %s", exc)
+        console.print(f"[yellow]job {job} pruned:[/] {exc}", highlight=False, soft_wrap=True)
+        return math.nan
     logging.getLogger("drlrun").error("job failed: %s", exc, exc_info=not isinstance(exc, DrlrunError))
-    console.print(f"[bold red]job {HydraConfig.get().job.num} failed:[/] {exc}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]job {job} failed:[/] {exc}", highlight=False, soft_wrap=True)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -152,6 +152,22 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=cls.Config, package=group)
             if not (conf / group / f"{name}.yaml").is_file():
                 cs.store(group=group, name=name, node=cls.Config)
+    register_sweeper_plugin()
+
+
+def register_sweeper_plugin() -> None:
+    """Make ``hydra/sweeper=optuna`` (drlrun's plugin) available in every kind of install.
+
+    Hydra finds plugins by listing the ``hydra_plugins`` namespace package. A regular install
+    puts ours there; an editable install maps it through an import hook that the listing does
+    not see. Importing it registers its config, and the class is added to the plugin table
+    Hydra has already built (a no-op when the scan found it).
+    """
+    import hydra_plugins.drlrun_optuna_sweeper.optuna_sweeper as plugin
+    from hydra.core.plugins import Plugins
+
+    name = f"{plugin.__name__}.{plugin.OptunaSweeper.__name__}"
+    Plugins.instance().class_name_to_class.setdefault(name, plugin.OptunaSweeper)
 
 
 def to_settings(cfg: DictConfig) -> RunConfig:

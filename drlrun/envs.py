@@ -8,6 +8,7 @@ episode in which the env only resets; the runner marks that row invalid (see ``r
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import re
@@ -128,6 +129,16 @@ def solved_threshold(cfg: EnvConfig, env_id: str, target_return: float | None) -
     return None if threshold is None else float(threshold)
 
 
+SLUG_MAX = 120  # file systems allow 255 bytes per name; job directories add a number in front
+
+
 def slug(text: str) -> str:
-    """A file-name-safe version of ``text`` (env ids may hold ':' or '/'; overrides may hold quotes)."""
-    return re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text)
+    """A file-name-safe version of ``text`` (env ids may hold ':' or '/'; overrides may hold quotes).
+
+    Names longer than ``SLUG_MAX`` (a search over ten hyperparameters) keep their beginning and
+    end a short hash of the whole, so they stay unique and readable."""
+    safe = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text)
+    if len(safe) <= SLUG_MAX:
+        return safe
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    return f"{safe[:SLUG_MAX - 11]}-{digest}"

@@ -35,6 +35,7 @@ from drlrun.envs import (
     solved_threshold,
 )
 from drlrun.errors import DrlrunError
+from drlrun.pruning import Pruned, trial_from_env
 from drlrun.registry import ALGOS
 from drlrun.telemetry import Telemetry
 
@@ -171,6 +172,7 @@ class Run:
         last_log_time, last_log_step = start, 0
         step = 0
         self.progress = {"start": start, "evals": evals, "episodes": 0}
+        trial = trial_from_env()  # inside an Optuna sweep: report evaluations, obey the pruner
         obs, _ = envs.reset(seed=cfg.seed)
         while step < total:
             actions = agent.act(obs, explore=True)
@@ -227,6 +229,9 @@ class Run:
                 if self.threshold is not None and mean >= self.threshold and solved_at is None:
                     solved_at, solved_at_seconds = step, round(train_seconds, 3)
                 self.side_seconds += time.perf_counter() - side_start
+                if trial is not None and trial.should_stop(step, mean) and step < total:
+                    raise Pruned(f"The Optuna pruner stopped this trial at step {step:,} (evaluation {mean:.1f}): "
+                                 "its evaluations trail the median of earlier trials at this step.")
                 if cfg.eval.early_stop and self.threshold is not None and mean >= self.threshold:
                     early_stopped = True
                     tm.message(f"[green]Early stop at step {step:,}: evaluation {mean:.1f} >= {self.threshold:g}.")
@@ -325,7 +330,7 @@ def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None) -> dic
     try:
         summary = run.train()
     except Exception as exc:
-        status = "diverged" if isinstance(exc, Diverged) else "failed"
+        status = "diverged" if isinstance(exc, Diverged) else "pruned" if isinstance(exc, Pruned) else "failed"
         write_summary(run_dir, failure_summary(cfg, run_dir, status, exc, run))
         raise
     finally:

@@ -102,8 +102,9 @@ class SweepSummary(Callback):
         rows = write_sweep_summary(sweep_dir)
         console = Console()
         console.print(render(rows, sweep_dir))
-        failed = [row["job"] for row in rows if row["status"] != "completed"]
-        done = len(rows) - len(failed)
-        console.print(f"{done} of {len(rows)} jobs completed. Table: {sweep_dir / 'sweep_summary.md'}. "
+        failed = [row["job"] for row in rows if row["status"] not in ("completed", "pruned")]
+        done = sum(row["status"] == "completed" for row in rows)
+        pruned = sum(row["status"] == "pruned" for row in rows)
+        console.print(f"{done} of {len(rows)} jobs completed{f', {pruned} pruned' if pruned else ''}. Table: {sweep_dir / 'sweep_summary.md'}. "
                       f"Compare them: drlrun-report {sweep_dir}", soft_wrap=True, highlight=False)
         FAILED_JOBS[:] = failed

@@ -57,3 +57,15 @@ class NaNRewardEnv(GuessEnv):
     def step(self, action):
         obs, _, terminated, truncated, info = super().step(action)
         return obs, float("nan"), terminated, truncated, info
+
+
+class ConstEnv(GuessEnv):
+    """One-step episodes paying ``reward`` whatever the action: an evaluation returns exactly it."""
+
+    def __init__(self, reward: float = 1.0) -> None:
+        super().__init__()
+        self.reward = float(reward)
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, self.reward, terminated, truncated, info

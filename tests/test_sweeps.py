@@ -68,3 +68,13 @@ def test_three_jobs_on_a_local_ray_through_hydras_ray_launcher(cli, tmp_path):
     rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
     assert [(row["overrides"], row["status"], row["final_return_mean"]) for row in rows] == [
         ("seed=0", "completed", 1.0), ("seed=1", "completed", 1.0), ("seed=2", "completed", 1.0)]
+
+
+def test_job_directory_names_stay_short_and_unique():
+    from drlrun.envs import SLUG_MAX, slug
+
+    assert slug("algo.lr=0.001,seed=1") == "algo.lr=0.001,seed=1"
+    long_a = ",".join(f"algo.param{i}=0.{i}123456789" for i in range(20))
+    long_b = long_a.replace("param19=0.19", "param19=0.29")
+    assert len(slug(long_a)) == SLUG_MAX and slug(long_a) != slug(long_b)
+    assert slug(long_a).startswith("algo.param0=0.0123456789,")
