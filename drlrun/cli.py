@@ -75,10 +75,9 @@ def _record_failed_job(cfg: DictConfig, run_dir: Path, exc: Exception) -> float:
     """A failed multirun job: its summary.json says why (the runner writes one when training
     itself failed; a job that failed before training gets one here), the full traceback goes to
     the job's log, and the sweeper gets NaN (Optuna records the trial as failed)."""
-    import json
     import logging
 
-    from drlrun.checkpoint import atomic_write
+    from drlrun.runner import failure_summary, write_summary
 
     job = HydraConfig.get().job.num
     if isinstance(exc, Pruned):  # an expected outcome of a search, not a failure
@@ -87,14 +86,9 @@ def _record_failed_job(cfg: DictConfig, run_dir: Path, exc: Exception) -> float:
         return math.nan
     logging.getLogger("drlrun").error("job failed: %s", exc, exc_info=not isinstance(exc, DrlrunError))
     console.print(f"[bold red]job {job} failed:[/] {exc}", highlight=False, soft_wrap=True)
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():
+    if not (run_dir / "summary.json").exists():
         run_dir.mkdir(parents=True, exist_ok=True)
-        error = str(exc) if isinstance(exc, DrlrunError) else f"{type(exc).__name__}: {exc}"
-        summary = {"algo": cfg.algo.get("name"), "env": cfg.env.get("id"), "seed": cfg.get("seed"),
-                   "status": "failed", "error": error, "total_steps": 0, "final_return_mean": None,
-                   "run_dir": str(run_dir)}
-        atomic_write(summary_path, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+        write_summary(run_dir, failure_summary(cfg, run_dir, "failed", exc))
     return math.nan
 
 

@@ -298,9 +298,10 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
                             lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
 
 
-def failure_summary(cfg: RunConfig, run_dir: Path, status: str, error: BaseException,
+def failure_summary(cfg: Any, run_dir: Path, status: str, error: BaseException,
                     run: Run | None = None) -> dict[str, Any]:
-    """summary.json for a run that did not complete: its status, the error, and how far it got."""
+    """summary.json for a run that did not complete: its status, the error, and how far it got.
+    ``cfg`` is the run's settings, or the composed Hydra config when they could not be built."""
     progress = getattr(run, "progress", {}) if run is not None else {}
     evals = progress.get("evals") or []
     wall = time.perf_counter() - progress["start"] if "start" in progress else 0.0

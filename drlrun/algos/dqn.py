@@ -75,6 +75,7 @@ class DQN(ReplaySchedule):
 
     Config = DQNConfig
     action_spaces = ("discrete",)
+    COUNTERS = (*ReplaySchedule.COUNTERS, "last_target_step")
 
     @staticmethod
     def check_config(cfg: DQNConfig, run: RunConfig) -> None:
@@ -185,12 +186,8 @@ class DQN(ReplaySchedule):
             "q_network": self.q_network.state_dict(),
             "target_network": self.target_network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "counters": {"steps": self.steps, "n_updates": self.n_updates,
-                         "last_train_step": self.last_train_step, "last_target_step": self.last_target_step},
+            **self.replay_state(with_buffer=with_buffer),
         }
-        if with_buffer:
-            state["buffer"] = self.buffer.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -198,9 +195,4 @@ class DQN(ReplaySchedule):
         self.target_network.load_state_dict(state["target_network"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
-        if "rng" in state:
-            self.rng.bit_generator.state = state["rng"]
-        for key, value in state.get("counters", {}).items():
-            setattr(self, key, int(value))
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
+        self.load_replay_state(state)

@@ -99,14 +99,33 @@ class ReplaySchedule:
     Every transition goes into ``self.buffer``; once ``cfg.learning_starts`` env steps have been
     seen, every ``cfg.train_freq`` env steps bring ``cfg.gradient_steps`` calls of
     ``self.gradient_step(batch)`` with a fresh minibatch. The agent provides ``cfg``, ``buffer``,
-    ``steps``, ``last_train_step`` (start it at -1) and ``gradient_step``.
+    ``rng``, ``steps``, ``n_updates``, ``last_train_step`` (start it at -1) and ``gradient_step``.
+    :meth:`replay_state` and :meth:`load_replay_state` checkpoint what the schedule owns: the
+    counters named in ``COUNTERS``, the exploration RNG and (optionally) the buffer.
     """
 
+    COUNTERS: tuple[str, ...] = ("steps", "n_updates", "last_train_step")
     cfg: Any
     buffer: Any
+    rng: np.random.Generator
     steps: int
     last_train_step: int
     gradient_step: Callable[[Any], None]
+
+    def replay_state(self, *, with_buffer: bool) -> dict[str, Any]:
+        state: dict[str, Any] = {"rng": self.rng.bit_generator.state,
+                                 "counters": {name: getattr(self, name) for name in self.COUNTERS}}
+        if with_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_replay_state(self, state: dict[str, Any]) -> None:
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        for key, value in state.get("counters", {}).items():
+            setattr(self, key, int(value))
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
                 terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:

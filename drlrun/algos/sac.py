@@ -238,13 +238,10 @@ class SAC(ReplaySchedule):
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
-            "rng": self.rng.bit_generator.state,
-            "counters": {"steps": self.steps, "n_updates": self.n_updates, "last_train_step": self.last_train_step},
+            **self.replay_state(with_buffer=with_buffer),
         }
         if self.alpha_optimizer is not None:
             state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
-        if with_buffer:
-            state["buffer"] = self.buffer.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -258,9 +255,4 @@ class SAC(ReplaySchedule):
         if "log_alpha" in state:
             with torch.no_grad():
                 self.log_alpha.copy_(state["log_alpha"])
-        if "rng" in state:
-            self.rng.bit_generator.state = state["rng"]
-        for key, value in state.get("counters", {}).items():
-            setattr(self, key, int(value))
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
+        self.load_replay_state(state)

@@ -199,22 +199,13 @@ class TD3(ReplaySchedule):
 
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name).state_dict() for name in self._MODULES}
-        state["rng"] = self.rng.bit_generator.state
-        state["counters"] = {"steps": self.steps, "n_updates": self.n_updates, "last_train_step": self.last_train_step}
-        if with_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
+        return state | self.replay_state(with_buffer=with_buffer)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._MODULES:
             if name in state or not name.endswith("optimizer"):
                 getattr(self, name).load_state_dict(state[name])
-        if "rng" in state:
-            self.rng.bit_generator.state = state["rng"]
-        for key, value in state.get("counters", {}).items():
-            setattr(self, key, int(value))
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
+        self.load_replay_state(state)
 
 
 @ALGOS.register("ddpg")
