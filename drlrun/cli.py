@@ -3,6 +3,8 @@
 ``drlrun algo=dqn env=CartPole-v1 seed=1`` composes ``conf/``, creates the run directory and
 calls :func:`drlrun.runner.train`. User errors (:class:`DrlrunError`) print as one paragraph and
 exit with status 2; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+``drlrun resume=RUN_DIR [total_steps=N]`` continues a run in its own directory. Exit statuses: 0
+done, 1 a sweep had failed jobs, 2 bad input, 3 diverged, 130/143 stopped by Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from drlrun import sweep
 from drlrun.envs import slug
 from drlrun.errors import DrlrunError
 from drlrun.pruning import Pruned
-from drlrun.runner import Diverged
+from drlrun.runner import Diverged, Interrupted
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -34,8 +36,10 @@ if not OmegaConf.has_resolver("slug"):
     OmegaConf.register_new_resolver("slug", slug)
 
 
-def print_error(exc: BaseException) -> None:
-    console.print(f"[bold red]drlrun error:[/] {exc}", highlight=False, soft_wrap=True)
+def print_error(exc: BaseException, title: str = "[bold red]drlrun error:[/]") -> None:
+    # (The task function reaches the console only through module functions such as this one:
+    # Hydra's joblib launcher pickles it by value, and a Console cannot be pickled.)
+    console.print(f"{title} {exc}", highlight=False, soft_wrap=True)
 
 
 def _wants_traceback(cfg: DictConfig | None = None) -> bool:
@@ -50,15 +54,21 @@ def _wants_traceback(cfg: DictConfig | None = None) -> bool:
 def _hydra_main(cfg: DictConfig) -> float:
     """Hydra's task function; returns the final evaluation mean (what a sweeper optimises)."""
     from drlrun.config import to_settings
-    from drlrun.runner import train
+    from drlrun.runner import resume_settings, train
     from drlrun.telemetry import summary_table
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         settings = to_settings(cfg)
-        summary = train(settings, run_dir)
+        resume = None
+        if settings.resume:
+            settings, resume = resume_settings(Path(settings.resume), HydraConfig.get().overrides.task)
+        summary = train(settings, run_dir, resume=resume)
     except Exception as exc:
+        if isinstance(exc, Interrupted):  # Ctrl-C or SIGTERM: the checkpoint is saved; a sweep stops too
+            print_error(exc, title="[bold yellow]drlrun:[/]")
+            sys.exit(128 + exc.signum)
         if multirun:  # one job's failure must not stop the sweep: record it and go on
             return _record_failed_job(cfg, run_dir, exc)
         if not isinstance(exc, DrlrunError) or _wants_traceback(cfg):
@@ -116,10 +126,56 @@ def rewrite_env_id(argv: list[str]) -> list[str]:
     return argv
 
 
+def prepare_resume(argv: list[str]) -> list[str]:
+    """``resume=RUN_DIR``: check that RUN_DIR is a run with a checkpoint, and make it Hydra's run
+    directory again, without rewriting its ``.hydra/`` record of how the run was started. This
+    happens before Hydra starts, so a wrong path creates no directory."""
+    values = [a.partition("=")[2] for a in argv if a.partition("=")[0].lstrip("+") == "resume"]
+    if not values or values[-1] in ("", "null", "None"):
+        return argv
+    given = values[-1]
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise DrlrunError(f"resume={given!r} continues one run; it cannot be combined with -m (multirun). "
+                          "Resume each run of a sweep with its own 'drlrun resume=JOB_DIR'.")
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        raise DrlrunError(f"resume={given!r}: no such directory. Give the directory of a drlrun run, "
+                          "e.g. resume=outputs/2026-01-31/12-00-00_ppo_CartPole-v1_seed0.")
+    if not (path / "checkpoints" / "latest.pt").is_file():
+        if (path / "summary.json").is_file() or (path / "metrics.jsonl").is_file():
+            raise DrlrunError(f"resume={given!r}: this run has no checkpoint to continue from "
+                              "(checkpoints/latest.pt is missing: it stopped before its first evaluation, "
+                              "or ran with checkpoint.enabled=false). Start it again instead.")
+        raise DrlrunError(f"resume={given!r} is not a drlrun run directory: it has no checkpoints/latest.pt, "
+                          "summary.json or metrics.jsonl.")
+    quoted = str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'")
+    return [*argv, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
+
+
+def check_output_dir(argv: list[str]) -> None:
+    """Fail before Hydra starts where the run (or sweep) directory cannot be created: Hydra
+    would otherwise stop with a traceback while making it."""
+    given = {key: value for key, _, value in (a.partition("=") for a in argv)
+             if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir")}
+    for key, value in (given or {"hydra.run.dir": "outputs"}).items():
+        static = value.strip("'\"").split("${", 1)[0]  # the part before any interpolation
+        target = Path(static or ".").expanduser()
+        existing = target
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise DrlrunError(f"{key}={value!r} cannot be created: {str(existing)!r} is a file, not a directory. "
+                              "Choose another output directory.")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise DrlrunError(f"{key}={value!r} cannot be created: {str(existing)!r} is not writable. "
+                              "Run from a writable directory or set hydra.run.dir=<a writable path>.")
+
+
 def main() -> None:
     """Console-script entry point."""
-    sys.argv = [sys.argv[0], *rewrite_env_id(sys.argv[1:])]
     try:
+        sys.argv = [sys.argv[0], *prepare_resume(rewrite_env_id(sys.argv[1:]))]
+        check_output_dir(sys.argv[1:])
         from drlrun.config import register_configs
 
         register_configs()
@@ -128,7 +184,14 @@ def main() -> None:
             raise
         print_error(exc)
         sys.exit(EXIT_USER_ERROR)
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, no checkpoint of this moment
+        if _wants_traceback():
+            raise
+        console.print("[bold yellow]drlrun:[/] stopped at once (second Ctrl-C); the last saved checkpoint "
+                      "is unchanged.", highlight=False)
+        sys.exit(130)
     if sweep.FAILED_JOBS:  # the sweep ran to the end; say so in the exit status too
         sys.exit(EXIT_SWEEP_FAILURES)
 

@@ -96,11 +96,15 @@ class EvalConfig:
 
 @dataclass
 class CheckpointConfig:
-    """When to write ``checkpoints/latest.pt`` (always also at evaluations and at the end)."""
+    """When to write ``checkpoints/latest.pt`` (always also at evaluations and at the end), and
+    ``best.pt`` (the weights of the best evaluation)."""
 
     interval: int = param(0, ge=0, help="env steps between extra 'latest' checkpoints; 0: none")
     save_best: bool = True
     enabled: bool = True
+    buffer: bool = param(True, help="keep the replay buffer in latest.pt; false makes checkpoints small, "
+                                    "but a resumed off-policy run refills its buffer first and does not "
+                                    "repeat the uninterrupted run exactly")
 
 
 @dataclass
@@ -123,6 +127,7 @@ class RunConfig:
     total_steps: int = param(100_000, ge=1, help="environment steps to train for")
     torch_threads: int = param(1, ge=0, help="torch CPU threads; 0 lets torch use all cores")
     debug: bool = param(False, help="show Python tracebacks for errors")
+    resume: str | None = param(None, help="a run directory to continue from its latest checkpoint")
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)

@@ -9,14 +9,20 @@ Autoreset: vector envs run in Gymnasium's next-step mode (see ``envs.py``). When
 an episode at step t, step t returns the real final observation (so truncated episodes can be
 bootstrapped from it and terminated ones are not), and step t + 1 only resets env ``i``: its
 action is ignored and its row is passed to the agent with ``valid[i] = False``.
+
+Checkpoints and resume: see :meth:`Run.train`. Ctrl-C or SIGTERM finishes the current step,
+saves a checkpoint there and stops with :class:`Interrupted`; ``drlrun resume=RUN_DIR`` goes on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +103,65 @@ def evaluate(agent: Agent, envs: Any, episodes: int, seed: int, deterministic: b
     return np.asarray(returns), np.asarray(lengths)
 
 
+class Interrupted(DrlrunError):
+    """Ctrl-C or SIGTERM: the run saved a checkpoint at the step it reached and stops."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+@dataclass
+class LoopState:
+    """The runner's own counters, saved in every checkpoint: a resumed run logs, evaluates and
+    checkpoints at exactly the steps an uninterrupted one would, and its summary covers the
+    whole run."""
+
+    step: int = 0
+    episodes: int = 0
+    last_return: float | None = None
+    evals: list[tuple[int, float, float]] = field(default_factory=list)  # (step, mean, std)
+    best: float = -math.inf
+    solved_at: int | None = None
+    solved_at_seconds: float | None = None
+    next_log: float = 0.0
+    next_eval: float = 0.0
+    next_ckpt: float = 0.0
+    pending_steps: list[int] = field(default_factory=list)  # finished episodes since the last log
+    pending_returns: list[float] = field(default_factory=list)
+    pending_lengths: list[int] = field(default_factory=list)
+    pending_in_tensorboard: int = 0  # how many of the pending episodes TensorBoard already has
+    seconds: float = 0.0  # wall seconds of training so far (all processes of this run)
+    side_seconds: float = 0.0  # of which evaluation and checkpoints
+    resumes: int = 0
+
+
+def boundary_seed(seed: int, step: int) -> int:
+    """The seed the training envs are reset with at the checkpoint of ``step``: a function of the
+    run's seed and the step only, so a resumed run re-seeds them exactly as the uninterrupted
+    run did at the same step."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, numpy's and torch's global RNG states, as values ``weights_only`` loading takes."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state(),
+                             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class Run:
     """One training run: builds everything from a :class:`RunConfig`, then :meth:`train`."""
 
@@ -130,136 +195,235 @@ class Run:
             raise
         self.telemetry = telemetry
         self.ckpt_dir = run_dir / "checkpoints"
+        self.state = LoopState(next_log=cfg.log.interval, next_eval=_every(cfg.eval.interval),
+                               next_ckpt=_every(cfg.checkpoint.interval))
+        self.resume_obs: np.ndarray | None = None  # the final observations at the checkpoint resumed from
+        self.start = time.perf_counter()
+        self.signal: int | None = None
+        # The agent's metrics as of the checkpoint resumed from: logged until it reports new ones,
+        # as the uninterrupted agent would (an agent reports its latest losses until it learns again).
+        self.carried_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ checkpoints
     def header(self) -> dict[str, Any]:
         s = self.spec
         return {"algo": self.cfg.algo.name, "env": self.env_id, "network": self.cfg.network.name,
-                "obs_shape": list(s.obs_shape), "action_kind": s.action_kind, "action_dim": s.action_dim}
+                "network_config": flatten(self.cfg.network), "obs_shape": list(s.obs_shape),
+                "action_kind": s.action_kind, "action_dim": s.action_dim}
 
-    def save_checkpoint(self, name: str, step: int, extra: dict[str, Any], *, with_buffer: bool) -> None:
-        header = self.header() | {"step": step, "config": flatten(self.cfg)}
-        state = {"agent": self.agent.state_dict(with_buffer=with_buffer), "runner": extra}
+    def save_checkpoint(self, name: str, *, with_buffer: bool, final_obs: np.ndarray | None = None) -> None:
+        """``checkpoints/<name>.pt``. ``latest`` also holds what resuming needs: the runner's
+        counters, the global RNG states and the final observations of the cut episodes."""
+        st = self.state
+        header = self.header() | {"step": st.step, "config": flatten(self.cfg),
+                                  "settings": dataclasses.asdict(self.cfg)}
+        runner: dict[str, Any] = {"step": st.step, "episodes": st.episodes}
+        if final_obs is not None:
+            st.seconds = time.perf_counter() - self.start
+            runner.update(loop=dataclasses.asdict(st), rng=rng_state(), final_obs=torch.tensor(final_obs),
+                          agent_metrics=self.agent.metrics())
+        state = {"agent": self.agent.state_dict(with_buffer=with_buffer), "runner": runner}
         checkpoint.save(self.ckpt_dir / f"{name}.pt", header, state)
+
+    def restore(self, path: Path, header: dict[str, Any], state: dict[str, Any]) -> None:
+        """Continue from a ``latest`` checkpoint (see :meth:`train` on how this stays exact)."""
+        checkpoint.check_header(path, header, self.header())
+        runner = state.get("runner", {})
+        if "loop" not in runner:
+            raise DrlrunError(f"Checkpoint {str(path)!r} holds no runner state (it is a 'best' checkpoint or "
+                              "was written by an earlier drlrun), so the run cannot be resumed from it.")
+        try:
+            self.agent.load_state_dict(state["agent"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise DrlrunError(f"Checkpoint {str(path)!r} does not fit this run's {self.cfg.algo.name} agent: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        loop = dict(runner["loop"])
+        loop["evals"] = [tuple(e) for e in loop["evals"]]
+        self.state = LoopState(**loop)
+        self.state.resumes += 1
+        self.resume_obs = runner["final_obs"].numpy()
+        self.carried_metrics = dict(runner.get("agent_metrics", {}))
+        set_rng_state(runner["rng"])
+
+    def cross_boundary(self, final_obs: np.ndarray) -> np.ndarray:
+        """After a checkpoint: reset every training env with :func:`boundary_seed` and hand the
+        agent the reset row Gymnasium's autoreset would have produced (``valid`` False, action
+        ignored), so that the agent's storage sees the cut episodes end as at a time limit."""
+        n = self.envs.num_envs
+        obs, _ = self.envs.reset(seed=boundary_seed(self.cfg.seed, self.state.step))
+        actions = self.agent.act(final_obs, explore=True)
+        no = np.zeros(n, dtype=bool)
+        self.agent.observe(final_obs, actions, np.zeros(n), obs, no, no, no)
+        self.agent.update()
+        return obs
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop now, without a checkpoint
+            raise KeyboardInterrupt
+        self.signal = signum
+        assert self.telemetry is not None
+        self.telemetry.message(f"[yellow]{signal.Signals(signum).name}: saving a checkpoint at the next step "
+                               "(press Ctrl-C again to stop at once, without one)...")
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGINT/SIGTERM ask the loop to checkpoint and stop; outside the main thread (some
+        launchers) they keep their default meaning."""
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread
+                break
+        return previous
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, Any]:
-        cfg, agent, envs, tm = self.cfg, self.agent, self.envs, self.telemetry
+        """Train to ``total_steps``.
+
+        Checkpoints and exact resume: every ``latest`` checkpoint is written at a *boundary*. On
+        the step before it, every episode in flight is handed to the agent as truncated (so it
+        is bootstrapped, as at a time limit, and not reported as an episode); after it the envs
+        are reset with :func:`boundary_seed` (:meth:`cross_boundary`). An environment's internal
+        state cannot be saved in general (Box2D worlds, user envs), but a reset with a known seed
+        can be repeated: a run resumed from the checkpoint makes the same reset, so with the
+        agent, counters and RNG states restored it continues exactly as the uninterrupted run.
+        """
+        cfg, agent, envs, tm, st = self.cfg, self.agent, self.envs, self.telemetry, self.state
         assert tm is not None
         n = envs.num_envs
         total = cfg.total_steps
-        log_every = cfg.log.interval
-        eval_every = cfg.eval.interval if cfg.eval.interval > 0 else math.inf
-        ckpt_every = cfg.checkpoint.interval if cfg.checkpoint.interval > 0 else math.inf
-        next_log, next_eval, next_ckpt = log_every, eval_every, ckpt_every
-
+        saving = cfg.checkpoint.enabled
+        eval_every, ckpt_every = _every(cfg.eval.interval), _every(cfg.checkpoint.interval)
         ep_return = np.zeros(n, dtype=np.float64)
         ep_length = np.zeros(n, dtype=np.int64)
         autoreset = np.zeros(n, dtype=bool)
-        pending_steps: list[int] = []  # finished episodes since the last log
-        pending_returns: list[float] = []
-        pending_lengths: list[int] = []
-        episodes = 0
-        last_return: float | None = None
-        evals: list[tuple[int, float, float]] = []
-        best = -math.inf
-        solved_at: int | None = None
-        solved_at_seconds: float | None = None
+        cut = np.ones(n, dtype=bool)
         early_stopped = False
-        self.side_seconds = 0.0  # evaluation and checkpoints: not training time
 
-        start = time.perf_counter()
-        last_log_time, last_log_step = start, 0
-        step = 0
-        self.progress = {"start": start, "evals": evals, "episodes": 0}
+        self.start = start = time.perf_counter() - st.seconds
+        last_log_time, last_log_step = time.perf_counter(), st.step
         trial = trial_from_env()  # inside an Optuna sweep: report evaluations, obey the pruner
-        obs, _ = envs.reset(seed=cfg.seed)
-        while step < total:
-            actions = agent.act(obs, explore=True)
-            next_obs, rewards, terminated, truncated, _ = envs.step(actions)
-            valid = ~autoreset
-            agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
-            step += n
-            self.progress["step"] = step
-            ep_return += rewards
-            ep_length += valid
-            ended = terminated | truncated
-            if ended.any():
-                for i in np.flatnonzero(ended):
-                    pending_steps.append(step)
-                    pending_returns.append(float(ep_return[i]))
-                    pending_lengths.append(int(ep_length[i]))
-                ep_return[ended] = 0.0
-                ep_length[ended] = 0
-            autoreset = ended
-            obs = next_obs
-            agent.update()
+        if self.resume_obs is not None:
+            tm.message(f"Resuming {self.run_dir} at step {st.step:,} of {total:,}.")
+            obs = self.cross_boundary(self.resume_obs) if st.step < total else self.resume_obs
+        else:
+            obs, _ = envs.reset(seed=cfg.seed)
+        previous_handlers = self._install_signal_handlers()
+        try:
+            while st.step < total:
+                if self.signal is not None and not saving:
+                    raise Interrupted(f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,}; no "
+                                      "checkpoint was written (checkpoint.enabled=false).", self.signal)
+                save_here = saving and (self.signal is not None
+                                        or st.step + n >= min(st.next_eval, st.next_ckpt, total))
+                actions = agent.act(obs, explore=True)
+                next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+                valid = ~autoreset
+                agent.observe(obs, actions, rewards, next_obs, terminated, cut if save_here else truncated, valid)
+                st.step += n
+                ep_return += rewards
+                ep_length += valid
+                ended = terminated | truncated
+                if ended.any():
+                    for i in np.flatnonzero(ended):
+                        st.pending_steps.append(st.step)
+                        st.pending_returns.append(float(ep_return[i]))
+                        st.pending_lengths.append(int(ep_length[i]))
+                    ep_return[ended] = 0.0
+                    ep_length[ended] = 0
+                autoreset = ended
+                obs = next_obs
+                agent.update()
 
-            if step >= next_log or step >= total:
-                next_log += log_every
-                now = time.perf_counter()
-                sps = (step - last_log_step) / max(now - last_log_time, 1e-9)
-                last_log_time, last_log_step = now, step
-                row = {"charts/SPS": step / max(now - start, 1e-9), **agent.metrics()}
-                self.check_finite(step, row)
-                if pending_returns:
-                    episodes += len(pending_returns)
-                    last_return = float(np.mean(pending_returns))
-                    row.update({"charts/episodic_return": last_return,
-                                "charts/episodic_length": float(np.mean(pending_lengths)),
-                                "charts/episodes": float(episodes)})
-                    tm.episodes(pending_steps, pending_returns, pending_lengths)
-                    pending_steps, pending_returns, pending_lengths = [], [], []
-                tm.scalars(step, row)
-                tm.progress(step, sps, last_return, evals[-1][1] if evals else None)
+                if st.step >= st.next_log or st.step >= total:
+                    st.next_log += cfg.log.interval
+                    now = time.perf_counter()
+                    sps = (st.step - last_log_step) / max(now - last_log_time, 1e-9)
+                    last_log_time, last_log_step = now, st.step
+                    row = {"charts/SPS": st.step / max(now - start, 1e-9), **self.carried_metrics, **agent.metrics()}
+                    self.check_finite(st.step, row)
+                    if st.pending_returns:
+                        st.episodes += len(st.pending_returns)
+                        st.last_return = float(np.mean(st.pending_returns))
+                        row.update({"charts/episodic_return": st.last_return,
+                                    "charts/episodic_length": float(np.mean(st.pending_lengths)),
+                                    "charts/episodes": float(st.episodes)})
+                        self._episodes_to_tensorboard()
+                        st.pending_steps, st.pending_returns, st.pending_lengths = [], [], []
+                        st.pending_in_tensorboard = 0
+                    tm.scalars(st.step, row)
+                    tm.progress(st.step, sps, st.last_return, st.evals[-1][1] if st.evals else None)
 
-            if step >= next_eval or step >= total:
-                next_eval += eval_every
+                evaluated = st.step >= st.next_eval or st.step >= total
                 side_start = time.perf_counter()
-                train_seconds = side_start - start - self.side_seconds
-                mean, _std = self._evaluate(step, evals, train_seconds)
-                runner_state = {"step": step, "episodes": episodes}
-                if cfg.checkpoint.enabled:
-                    self.save_checkpoint("latest", step, runner_state, with_buffer=True)
-                    next_ckpt = step + ckpt_every
-                if mean > best:
-                    best = mean
-                    if cfg.checkpoint.enabled and cfg.checkpoint.save_best:
-                        self.save_checkpoint("best", step, runner_state, with_buffer=False)
-                if self.threshold is not None and mean >= self.threshold and solved_at is None:
-                    solved_at, solved_at_seconds = step, round(train_seconds, 3)
-                self.side_seconds += time.perf_counter() - side_start
-                if trial is not None and trial.should_stop(step, mean) and step < total:
-                    raise Pruned(f"The Optuna pruner stopped this trial at step {step:,} (evaluation {mean:.1f}): "
-                                 "its evaluations trail the median of earlier trials at this step.")
-                if cfg.eval.early_stop and self.threshold is not None and mean >= self.threshold:
-                    early_stopped = True
-                    tm.message(f"[green]Early stop at step {step:,}: evaluation {mean:.1f} >= {self.threshold:g}.")
-                    break
-            if step >= next_ckpt and cfg.checkpoint.enabled:
-                next_ckpt = step + ckpt_every
-                side_start = time.perf_counter()
-                self.save_checkpoint("latest", step, {"step": step, "episodes": episodes}, with_buffer=True)
-                self.side_seconds += time.perf_counter() - side_start
+                if evaluated:
+                    st.next_eval += eval_every
+                    mean, _std = self._evaluate(st.step, side_start - start - st.side_seconds)
+                    improved = mean > st.best
+                    st.best = max(st.best, mean)
+                    if self.threshold is not None and mean >= self.threshold and st.solved_at is None:
+                        st.solved_at, st.solved_at_seconds = st.step, round(side_start - start - st.side_seconds, 3)
+                    if improved and saving and cfg.checkpoint.save_best:
+                        self.save_checkpoint("best", with_buffer=False)
+                if save_here:
+                    st.next_ckpt = st.step + ckpt_every
+                    self._episodes_to_tensorboard()
+                    tm.flush()  # every row up to this step is on disk before the checkpoint is
+                    st.side_seconds += time.perf_counter() - side_start
+                    side_start = time.perf_counter()
+                    self.save_checkpoint("latest", with_buffer=cfg.checkpoint.buffer, final_obs=next_obs)
+                    ep_return[:] = 0.0  # the episodes in flight were cut: they are not reported
+                    ep_length[:] = 0
+                st.side_seconds += time.perf_counter() - side_start
+                if evaluated:
+                    mean = st.evals[-1][1]
+                    if trial is not None and trial.should_stop(st.step, mean) and st.step < total:
+                        raise Pruned(f"The Optuna pruner stopped this trial at step {st.step:,} (evaluation "
+                                     f"{mean:.1f}): its evaluations trail the median of earlier trials at this step.")
+                    if cfg.eval.early_stop and self.threshold is not None and mean >= self.threshold:
+                        early_stopped = True
+                        tm.message(f"[green]Early stop at step {st.step:,}: evaluation {mean:.1f} >= "
+                                   f"{self.threshold:g}.")
+                        break
+                if self.signal is not None and save_here:  # (a signal during this step's evaluation: next step)
+                    raise Interrupted(
+                        f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,} of {total:,}; "
+                        f"checkpoint saved. Continue with: drlrun resume={self.run_dir}", self.signal)
+                if save_here and st.step < total:
+                    obs = self.cross_boundary(next_obs)
+                    autoreset[:] = False
+        finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
 
         wall = time.perf_counter() - start
-        final_step, final_mean, final_std = evals[-1]
+        final_step, final_mean, final_std = st.evals[-1]
         summary = {
             "algo": cfg.algo.name, "env": self.env_id, "seed": cfg.seed, "status": "completed",
-            "early_stopped": early_stopped, "total_steps": step, "episodes": episodes,
-            "wall_seconds": round(wall, 3), "steps_per_second": round(step / max(wall, 1e-9), 1),
-            "train_seconds": round(wall - self.side_seconds, 3),
-            "train_steps_per_second": round(step / max(wall - self.side_seconds, 1e-9), 1),
+            "early_stopped": early_stopped, "total_steps": st.step, "episodes": st.episodes,
+            "wall_seconds": round(wall, 3), "steps_per_second": round(st.step / max(wall, 1e-9), 1),
+            "train_seconds": round(wall - st.side_seconds, 3),
+            "train_steps_per_second": round(st.step / max(wall - st.side_seconds, 1e-9), 1),
             "final_return_mean": final_mean, "final_return_std": final_std, "final_eval_step": final_step,
-            "best_return_mean": best, "threshold": self.threshold, "solved_at_step": solved_at,
-            "solved_at_seconds": solved_at_seconds,
+            "best_return_mean": st.best, "threshold": self.threshold, "solved_at_step": st.solved_at,
+            "solved_at_seconds": st.solved_at_seconds, "resumes": st.resumes,
             "device": str(self.device), "run_dir": str(self.run_dir),
         }
-        tm.scalars(step, {"charts/SPS": summary["steps_per_second"]})
+        tm.scalars(st.step, {"charts/SPS": summary["steps_per_second"]})
         tm.hparams(flatten(cfg), {"hparams/final_return_mean": final_mean,
-                                  "hparams/best_return_mean": best,
+                                  "hparams/best_return_mean": st.best,
                                   "hparams/steps_per_second": summary["steps_per_second"]})
         return summary
+
+    def _episodes_to_tensorboard(self) -> None:
+        """Finished episodes not yet in TensorBoard go there now, at the steps they ended (at
+        every checkpoint too, so a resumed run never writes them twice)."""
+        st = self.state
+        k = st.pending_in_tensorboard
+        assert self.telemetry is not None
+        self.telemetry.episodes(st.pending_steps[k:], st.pending_returns[k:], st.pending_lengths[k:])
+        st.pending_in_tensorboard = len(st.pending_steps)
 
     def check_finite(self, step: int, row: dict[str, float]) -> None:
         """Stop at the first NaN or infinite loss, before it reaches a checkpoint: the last
@@ -273,12 +437,12 @@ class Run:
                 "normalise observations/rewards, and check the environment's rewards for NaN or inf."
             )
 
-    def _evaluate(self, step: int, evals: list[tuple[int, float, float]], train_seconds: float) -> tuple[float, float]:
+    def _evaluate(self, step: int, train_seconds: float) -> tuple[float, float]:
         cfg = self.cfg
         returns, lengths = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
                                     cfg.seed + EVAL_SEED_OFFSET, cfg.eval.deterministic)
         mean, std = float(returns.mean()), float(returns.std())
-        evals.append((step, mean, std))
+        self.state.evals.append((step, mean, std))
         assert self.telemetry is not None
         self.telemetry.scalars(step, {"eval/return_mean": mean, "eval/return_std": std,
                                       "eval/length_mean": float(lengths.mean()),
@@ -293,6 +457,11 @@ class Run:
             self.eval_envs.close()
 
 
+def _every(interval: int) -> float:
+    """An interval setting as a step period: 0 means never."""
+    return float(interval) if interval > 0 else math.inf
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     checkpoint.atomic_write(run_dir / "summary.json",
                             lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
@@ -302,36 +471,86 @@ def failure_summary(cfg: Any, run_dir: Path, status: str, error: BaseException,
                     run: Run | None = None) -> dict[str, Any]:
     """summary.json for a run that did not complete: its status, the error, and how far it got.
     ``cfg`` is the run's settings, or the composed Hydra config when they could not be built."""
-    progress = getattr(run, "progress", {}) if run is not None else {}
-    evals = progress.get("evals") or []
-    wall = time.perf_counter() - progress["start"] if "start" in progress else 0.0
+    st = run.state if run is not None else LoopState()
+    wall = time.perf_counter() - run.start if run is not None else 0.0
     return {
         "algo": cfg.algo.name, "env": run.env_id if run is not None else cfg.env.id, "seed": cfg.seed,
         "status": status, "error": f"{type(error).__name__}: {error}" if not isinstance(error, DrlrunError)
         else str(error),
-        "total_steps": progress.get("step", 0), "wall_seconds": round(wall, 3),
-        "final_return_mean": evals[-1][1] if evals else None,
-        "final_eval_step": evals[-1][0] if evals else None,
-        "best_return_mean": max(e[1] for e in evals) if evals else None,
-        "threshold": getattr(run, "threshold", None), "run_dir": str(run_dir),
+        "total_steps": st.step, "wall_seconds": round(wall, 3),
+        "final_return_mean": st.evals[-1][1] if st.evals else None,
+        "final_eval_step": st.evals[-1][0] if st.evals else None,
+        "best_return_mean": max(e[1] for e in st.evals) if st.evals else None,
+        "threshold": getattr(run, "threshold", None), "resumes": st.resumes, "run_dir": str(run_dir),
     }
 
 
-def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None) -> dict[str, Any]:
+RESUME_KEYS = ("total_steps", "device", "torch_threads", "debug", "log.progress", "log.tensorboard",
+               "log.interval", "checkpoint.interval")
+
+
+def resume_settings(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, tuple[dict[str, Any], dict[str, Any]]]:
+    """The settings a resumed run continues with: the ones saved in its latest checkpoint, plus
+    the few ``overrides`` that may change on the way (``RESUME_KEYS``: a larger ``total_steps``
+    extends the run; anything that would change the experiment is refused). Returns them with
+    the loaded checkpoint."""
+    from omegaconf import OmegaConf
+
+    from drlrun.config import to_settings
+
+    path = run_dir / "checkpoints" / "latest.pt"
+    header, state = checkpoint.load(path)
+    if "settings" not in header:
+        raise DrlrunError(f"Checkpoint {str(path)!r} does not record the run's settings (an earlier drlrun wrote "
+                          "it), so the run cannot be resumed from it.")
+    changes = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key == "resume":
+            continue
+        if key not in RESUME_KEYS:
+            raise DrlrunError(f"{key!r} cannot change when resuming: the run goes on with the settings it was "
+                              f"started with. Valid choices: {', '.join(RESUME_KEYS)}. To change {key}, start a "
+                              "new run.")
+        changes.append(f"{key}={value}")
+    saved = OmegaConf.create(header["settings"])
+    settings = to_settings(OmegaConf.merge(saved, OmegaConf.from_dotlist(changes)))
+    settings.resume = str(run_dir)
+    if header["step"] >= settings.total_steps:
+        raise DrlrunError(f"The run in {str(run_dir)!r} already reached step {header['step']:,} of "
+                          f"total_steps={settings.total_steps:,}. To train it further give a larger total_steps, "
+                          f"e.g. drlrun resume={run_dir} total_steps={2 * settings.total_steps}.")
+    return settings, (header, state)
+
+
+def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None,
+          resume: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Build, train and summarise one run in ``run_dir``; returns the summary.
 
-    A run that diverges or fails while training still leaves a summary.json (status ``diverged``
-    or ``failed``, with the error) before the exception propagates, so sweeps and reports can
-    account for it. Bad input fails while building, before anything is written."""
+    ``resume`` is a loaded ``latest`` checkpoint (header, state) of this run to continue from.
+    A run that diverges, fails or is interrupted while training still leaves a summary.json
+    (status ``diverged``, ``failed`` or ``interrupted``, with the error) before the exception
+    propagates, so sweeps and reports can account for it. Bad input fails while building,
+    before anything is written."""
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(cfg, run_dir)  # bad input fails here, before anything is written
+    try:
+        if resume is not None:
+            run.restore(run.ckpt_dir / "latest.pt", *resume)
+    except BaseException:
+        run.close()
+        raise
     title = f"{cfg.algo.name} {slug(run.env_id)} seed {cfg.seed}"
     run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title, tensorboard=cfg.log.tensorboard,
-                              progress=cfg.log.progress if progress is None else progress)
+                              progress=cfg.log.progress if progress is None else progress,
+                              resume_step=run.state.step if resume is not None else None,
+                              seconds=run.state.seconds)
     try:
         summary = run.train()
     except Exception as exc:
-        status = "diverged" if isinstance(exc, Diverged) else "pruned" if isinstance(exc, Pruned) else "failed"
+        status = ("diverged" if isinstance(exc, Diverged) else "pruned" if isinstance(exc, Pruned)
+                  else "interrupted" if isinstance(exc, Interrupted) else "failed")
         write_summary(run_dir, failure_summary(cfg, run_dir, status, exc, run))
         raise
     finally:

@@ -22,16 +22,25 @@ class Telemetry:
     """TensorBoard writer + ``metrics.jsonl`` + progress bar for one run directory."""
 
     def __init__(self, run_dir: Path, *, total_steps: int, title: str, tensorboard: bool = True,
-                 progress: bool = True, console: Console | None = None) -> None:
+                 progress: bool = True, console: Console | None = None, resume_step: int | None = None,
+                 seconds: float = 0.0) -> None:
+        """``resume_step``: the run goes on from its checkpoint at this step. Whatever the
+        stopped process logged after it is dropped (metrics rows here; TensorBoard events through
+        the writer's ``purge_step``), so the resumed run's rows follow with no step twice.
+        ``seconds``: wall time the run had already trained for."""
         self.run_dir = run_dir
         self.console = console or Console(stderr=True)
         self.writer = None
+        metrics = run_dir / "metrics.jsonl"
+        if resume_step is not None and metrics.exists():
+            _truncate_rows(metrics, resume_step)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir))
-        self._metrics_file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
-        self._start = time.perf_counter()
+            purge = None if resume_step is None else resume_step + 1
+            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge)
+        self._metrics_file = metrics.open("a", encoding="utf-8")
+        self._start = time.perf_counter() - seconds
         self._progress: Progress | None = None
         self.live = progress and self.console.is_terminal
         if self.live:
@@ -42,7 +51,8 @@ class Telemetry:
                 TextColumn("eval {task.fields[eval]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                 console=self.console, transient=False,
             )
-            self._task = self._progress.add_task(title, total=total_steps, sps="-", ret="-", eval="-")
+            self._task = self._progress.add_task(title, total=total_steps, sps="-", ret="-", eval="-",
+                                                 completed=resume_step or 0)
             self._progress.start()
 
     # ------------------------------------------------------------------ writing
@@ -103,6 +113,22 @@ class Telemetry:
         self._metrics_file.flush()
         if self.writer is not None:
             self.writer.flush()
+
+
+def _truncate_rows(path: Path, last_step: int) -> None:
+    """Keep the rows of a metrics file up to ``last_step`` (atomically; a torn last line from
+    a killed process goes too)."""
+    from drlrun.checkpoint import atomic_write
+
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= last_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    atomic_write(path, lambda f: f.write("".join(kept).encode("utf-8")))
 
 
 def _fmt(value: float | None) -> str:

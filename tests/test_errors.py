@@ -33,6 +33,10 @@ CASES = [
     (("algo=ppo", "env.num_envs=8", "algo.n_steps=256"), ["less than one rollout", "algo.n_steps=256"]),
     (("algo=sac", "env.id=Pendulum-v1", "eval.early_stop=true"), ["no reward threshold", "eval.target_return"]),
     (("+env.kwargs.bogus=1",), ["Could not create env.id='CartPole-v1'", "bogus"]),
+    (("algo=sac",), ["algo=sac needs a continuous action space", "discrete", "dqn, ppo"]),
+    (("total_steps=0",), ["total_steps=0", ">= 1"]),
+    (("eval.episodes=0",), ["eval.episodes=0", ">= 1"]),
+    (("checkpoint.interval=-1",), ["checkpoint.interval=-1", ">= 0"]),
 ]
 
 
@@ -58,3 +62,76 @@ def test_cuda_without_a_gpu_says_so(cli, tmp_path):
 def test_debug_shows_the_traceback(cli, tmp_path):
     result = cli(*FAST, "algo.gamma=2", "debug=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0 and "Traceback" in result.stderr and "algo.gamma=2" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A real (tiny) run: resuming it wrongly must fail and leave its files untouched."""
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("finished")
+    result = run_cli(*FAST, "log.progress=false", f"hydra.run.dir={root / 'run'}", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _resume_cases():
+    """(name, build(finished_run, tmp_path) -> arguments, words the error must contain)."""
+    import torch
+
+    def corrupt(run, tmp):
+        bad = _copy_run(run, tmp / "corrupt")
+        (bad / "checkpoints" / "latest.pt").write_bytes(b"\x00" * 100)
+        return (f"resume={bad}",)
+
+    def foreign(run, tmp):
+        bad = _copy_run(run, tmp / "foreign")
+        torch.save({"weights": torch.zeros(3)}, bad / "checkpoints" / "latest.pt")
+        return (f"resume={bad}",)
+
+    def no_checkpoint(run, tmp):
+        bad = _copy_run(run, tmp / "nockpt")
+        (bad / "checkpoints" / "latest.pt").unlink()
+        return (f"resume={bad}",)
+
+    def not_a_run(run, tmp):
+        (tmp / "empty").mkdir()
+        return (f"resume={tmp / 'empty'}",)
+
+    return [
+        ("missing directory", lambda run, tmp: (f"resume={tmp / 'nowhere'}",), ["no such directory"]),
+        ("not a run", not_a_run, ["is not a drlrun run directory"]),
+        ("run without a checkpoint", no_checkpoint, ["no checkpoint to continue from"]),
+        ("corrupt checkpoint", corrupt, ["not a readable checkpoint"]),
+        ("foreign checkpoint", foreign, ["not a drlrun checkpoint"]),
+        ("already finished", lambda run, tmp: (f"resume={run}",), ["already reached step 1,000", "total_steps=2000"]),
+        ("changed experiment", lambda run, tmp: (f"resume={run}", "total_steps=2000", "algo.lr=0.5"),
+         ["'algo.lr' cannot change when resuming", "total_steps"]),
+        ("changed algorithm", lambda run, tmp: (f"resume={run}", "algo=ppo"), ["'algo' cannot change"]),
+        ("resume in a sweep", lambda run, tmp: ("-m", f"resume={run}", "seed=1,2"), ["cannot be combined with -m"]),
+        ("output under a file", lambda run, tmp: (f"hydra.run.dir={run / 'summary.json' / 'sub'}",),
+         ["cannot be created", "is a file"]),
+    ]
+
+
+RESUME_CASES = _resume_cases()
+
+
+@pytest.mark.parametrize(("name", "build", "words"), RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
+def test_bad_resume_or_output_fails_cleanly_and_keeps_what_was_written(cli, tmp_path, finished_run, name, build,
+                                                                       words):
+    before = {p: p.read_bytes() for p in finished_run.rglob("*") if p.is_file()}
+    result = cli(*build(finished_run, tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert {p: p.read_bytes() for p in finished_run.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "nowhere").exists()

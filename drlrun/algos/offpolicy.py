@@ -105,6 +105,7 @@ class ReplaySchedule:
     """
 
     COUNTERS: tuple[str, ...] = ("steps", "n_updates", "last_train_step")
+    refill_until = 0  # resumed from a checkpoint without its buffer: no learning before this step
     cfg: Any
     buffer: Any
     rng: np.random.Generator
@@ -126,6 +127,8 @@ class ReplaySchedule:
             setattr(self, key, int(value))
         if "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
+        elif "counters" in state:  # a checkpoint saved with checkpoint.buffer=false: refill first
+            self.refill_until = self.steps + max(self.cfg.learning_starts, self.cfg.batch_size)
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
                 terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
@@ -134,7 +137,8 @@ class ReplaySchedule:
 
     def update(self) -> None:
         c = self.cfg
-        if self.steps < c.learning_starts:
+        if self.steps < c.learning_starts or self.steps < self.refill_until:
+            self.last_train_step = -1  # the schedule (re)starts once learning begins
             return
         rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
         steps = rounds * c.gradient_steps
