@@ -81,3 +81,7 @@ class Agent(Protocol):
         """Tensors and plain Python values only: checkpoints are loaded with weights_only=True."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    # Optional: ``export_policy() -> torch.nn.Module`` maps a float32 batch of raw observations to
+    # the actions ``act(explore=False, deterministic=True)`` takes, depending on torch alone (see
+    # drlrun/policy.py); drlrun-export needs it.

@@ -22,6 +22,12 @@ FORMAT = "drlrun-checkpoint"
 VERSION = 1
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Write through ``write(file)`` to a temp file in the same directory, fsync, then rename.
 
@@ -30,6 +36,7 @@ def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file should read like any other
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -76,6 +83,8 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def check_header(path: str | Path, header: dict[str, Any], expected: dict[str, Any]) -> None:
     """Fail, naming both values, where the checkpoint was made for another algorithm/env/shape."""
     for key, want in expected.items():
+        if key not in header and key not in ("algo", "env"):
+            continue  # written before drlrun recorded it; loading the weights still checks shapes
         got = header.get(key)
         if got != want:
             raise DrlrunError(

@@ -92,6 +92,8 @@ class EvalConfig:
     deterministic: bool = True
     early_stop: bool = param(False, help="stop once an evaluation reaches the threshold")
     target_return: float | None = param(None, help="solved threshold overriding env.threshold")
+    video_every: int = param(0, ge=0, help="record one evaluation episode to videos/ and TensorBoard every N "
+                                           "evaluations (needs the video extra); 0: never")
 
 
 @dataclass

@@ -6,6 +6,7 @@ A network class takes ``(cfg, in_dim, out_dim)`` and maps a batch of flat observ
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -180,6 +181,20 @@ class StackedMLP(nn.Module):
             if i < self.activated:
                 h = self.activation(h)
         return h
+
+    def member_module(self, index: int) -> nn.Sequential:
+        """Member ``index`` as a plain ``nn.Sequential`` of ``nn.Linear`` layers (a copy), for
+        exporters: it computes what :meth:`member` computes."""
+        layers: list[nn.Module] = []
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            linear = nn.Linear(weight.shape[1], weight.shape[2])
+            with torch.no_grad():
+                linear.weight.copy_(weight[index].T)
+                linear.bias.copy_(bias[index, 0])
+            layers.append(linear)
+            if i < self.activated:
+                layers.append(copy.deepcopy(self.activation))
+        return nn.Sequential(*layers)
 
     def member(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Member ``index`` alone on ``[batch, in]``: ``[batch, out]``."""

@@ -162,6 +162,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_header(cfg: RunConfig, env_id: str, spec: EnvSpec) -> dict[str, Any]:
+    """What a checkpoint must match to be loaded into an agent built from ``cfg``."""
+    return {"algo": cfg.algo.name, "env": env_id, "network": cfg.network.name,
+            "network_config": flatten(cfg.network), "obs_shape": list(spec.obs_shape),
+            "action_kind": spec.action_kind, "action_dim": spec.action_dim}
+
+
 class Run:
     """One training run: builds everything from a :class:`RunConfig`, then :meth:`train`."""
 
@@ -195,6 +202,16 @@ class Run:
             raise
         self.telemetry = telemetry
         self.ckpt_dir = run_dir / "checkpoints"
+        self.video_env: Any = None
+        if cfg.eval.video_every > 0:
+            from drlrun.video import make_render_env, require_moviepy
+
+            require_moviepy("eval.video_every")
+            try:
+                self.video_env = make_render_env(cfg.env, self.env_id, "rgb_array")
+            except BaseException:
+                self.close()
+                raise
         self.state = LoopState(next_log=cfg.log.interval, next_eval=_every(cfg.eval.interval),
                                next_ckpt=_every(cfg.checkpoint.interval))
         self.resume_obs: np.ndarray | None = None  # the final observations at the checkpoint resumed from
@@ -206,10 +223,7 @@ class Run:
 
     # ------------------------------------------------------------------ checkpoints
     def header(self) -> dict[str, Any]:
-        s = self.spec
-        return {"algo": self.cfg.algo.name, "env": self.env_id, "network": self.cfg.network.name,
-                "network_config": flatten(self.cfg.network), "obs_shape": list(s.obs_shape),
-                "action_kind": s.action_kind, "action_dim": s.action_dim}
+        return checkpoint_header(self.cfg, self.env_id, self.spec)
 
     def save_checkpoint(self, name: str, *, with_buffer: bool, final_obs: np.ndarray | None = None) -> None:
         """``checkpoints/<name>.pt``. ``latest`` also holds what resuming needs: the runner's
@@ -449,12 +463,29 @@ class Run:
                                       "eval/train_seconds": round(train_seconds, 3)})
         if not self.telemetry.live:
             self.telemetry.message(f"step {step:>9,}  eval return {mean:8.1f} +/- {std:.1f}")
+        if self.video_env is not None and len(self.state.evals) % cfg.eval.video_every == 0:
+            self._record_video(step)
         return mean, std
+
+    def _record_video(self, step: int) -> None:
+        """One evaluation episode (the first evaluation seed) to ``videos/eval-step<N>.mp4`` and to
+        TensorBoard as ``eval/video``."""
+        from drlrun.video import add_to_tensorboard, fps_of, play, write_mp4
+
+        frames, _, _ = play(self.agent, self.video_env, self.cfg.seed + EVAL_SEED_OFFSET,
+                              self.cfg.eval.deterministic)
+        fps = fps_of(self.video_env)
+        write_mp4(frames, self.run_dir / "videos" / f"eval-step{step}.mp4", fps)
+        assert self.telemetry is not None
+        if self.telemetry.writer is not None:
+            add_to_tensorboard(self.telemetry.writer, "eval/video", frames, fps, step)
 
     def close(self) -> None:
         self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
+        if getattr(self, "video_env", None) is not None:
+            self.video_env.close()
 
 
 def _every(interval: int) -> float:
@@ -462,9 +493,12 @@ def _every(interval: int) -> float:
     return float(interval) if interval > 0 else math.inf
 
 
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    checkpoint.atomic_write(path, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    checkpoint.atomic_write(run_dir / "summary.json",
-                            lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    write_json(run_dir / "summary.json", summary)
 
 
 def failure_summary(cfg: Any, run_dir: Path, status: str, error: BaseException,

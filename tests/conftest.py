@@ -15,21 +15,21 @@ sys.path.insert(0, str(TESTS_DIR))  # so 'fake_envs' imports in-process too
 register_configs()
 
 
-def drlrun_executable() -> str:
-    """The installed console script, as a user would type it."""
-    beside = Path(sys.executable).parent / "drlrun"
-    return str(beside) if beside.exists() else (shutil.which("drlrun") or "drlrun")
+def drlrun_executable(name: str = "drlrun") -> str:
+    """The installed console script (drlrun, drlrun-eval, ...), as a user would type it."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
 def run_cli(*args: str, cwd: Path, extra_path: Path | None = None, timeout: int = 300,
-            env_vars: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``drlrun ARGS`` in a subprocess; tests' fake environments are importable."""
+            env_vars: dict[str, str] | None = None, exe: str = "drlrun") -> subprocess.CompletedProcess[str]:
+    """Run ``drlrun ARGS`` (or ``exe ARGS``) in a subprocess; tests' fake environments are importable."""
     env = dict(os.environ)
     paths = [str(TESTS_DIR)] + ([str(extra_path)] if extra_path else [])
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
     env.pop("HYDRA_FULL_ERROR", None)
     env.update(env_vars or {})
-    return subprocess.run([drlrun_executable(), *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([drlrun_executable(exe), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -27,6 +27,7 @@ from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
 from drlrun.nets import clip_grad_norm, make_adam
+from drlrun.policy import Greedy
 from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 
 
@@ -179,6 +180,10 @@ class DQN(ReplaySchedule):
             out["losses/q_values"] = float(self._last_q)
             out["charts/gradient_steps"] = float(self.n_updates)
         return out
+
+    def export_policy(self) -> torch.nn.Module:
+        """Raw observations -> the greedy action (drlrun-export)."""
+        return Greedy(self.q_network)
 
     # ------------------------------------------------------------------ state
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
 from drlrun.nets import ActorCritic, check_policy_gradient_config, clip_grad_norm
 from drlrun.normalize import ObsNormalizer, RewardScaler
+from drlrun.policy import actor_critic_policy
 
 
 @dataclass
@@ -76,6 +77,7 @@ class OnPolicyAgent:
         self.reward_scaler = RewardScaler(spec.num_envs, cfg.gamma, enabled=cfg.normalize_reward)
         self.low, self.high = spec.action_low, spec.action_high
         self.action_shape = spec.action_shape
+        self.spec = spec
         self.steps = 0
         self.n_updates = 0
         self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
@@ -159,6 +161,10 @@ class OnPolicyAgent:
         out = {k: float(v) for k, v in self._last.items()}
         out["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         return out
+
+    def export_policy(self) -> torch.nn.Module:
+        """Raw observations -> the actions of a deterministic evaluation (drlrun-export)."""
+        return actor_critic_policy(self.policy, self.obs_norm, self.spec)
 
     # ------------------------------------------------------------------ state
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:

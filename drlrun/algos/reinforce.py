@@ -23,6 +23,7 @@ from drlrun.agent import BuildContext
 from drlrun.config import RunConfig, param
 from drlrun.nets import ActorCritic, check_policy_gradient_config, clip_grad_norm, make_adam
 from drlrun.normalize import ObsNormalizer
+from drlrun.policy import actor_critic_policy
 from drlrun.registry import ALGOS
 
 
@@ -148,6 +149,7 @@ class Reinforce:
         self.store = EpisodeStore(spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
         self.low, self.high = spec.action_low, spec.action_high
+        self.spec = spec
         self.action_shape = spec.action_shape
         self.steps = 0
         self.n_updates = 0
@@ -213,6 +215,10 @@ class Reinforce:
 
     def metrics(self) -> dict[str, float]:
         return {k: float(v) for k, v in self._last.items()}
+
+    def export_policy(self) -> torch.nn.Module:
+        """Raw observations -> the actions of a deterministic evaluation (drlrun-export)."""
+        return actor_critic_policy(self.policy, self.obs_norm, self.spec)
 
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
         state: dict[str, Any] = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),

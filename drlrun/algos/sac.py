@@ -34,6 +34,7 @@ from drlrun.algos.offpolicy import (
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.nets import LOG_2PI, QEnsemble, make_adam, mlp_layers
+from drlrun.policy import Deterministic, UnitToBox
 from drlrun.registry import ALGOS, BUFFERS
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' and SB3's implementations
@@ -221,6 +222,11 @@ class SAC(ReplaySchedule):
                 self.alpha_optimizer.step()
                 last["alpha_loss"] = alpha_loss.detach()
         soft_update(self.critic_target_params, self.critic_params, c.tau)
+
+    def export_policy(self) -> nn.Module:
+        """Raw observations -> tanh(mean) scaled to the action bounds (drlrun-export)."""
+        s = self.scaler
+        return nn.Sequential(Deterministic(self.actor), UnitToBox(s.low, s.high, s.shape))
 
     def metrics(self) -> dict[str, float]:
         out = {"losses/alpha": float(self.alpha)}

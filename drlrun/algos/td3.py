@@ -40,6 +40,7 @@ from drlrun.algos.sac import qf_loss
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.nets import QEnsemble, make_adam, mlp_layers
+from drlrun.policy import UnitToBox
 from drlrun.registry import ALGOS, BUFFERS
 
 
@@ -187,6 +188,12 @@ class TD3(ReplaySchedule):
             self.actor_optimizer.step()
             last["actor_loss"] = pi_loss.detach()
             soft_update(*self.targets, c.tau)  # actor and critic targets in one kernel
+
+    def export_policy(self) -> nn.Module:
+        """Raw observations -> the actor's action scaled to the bounds, without exploration noise
+        (drlrun-export)."""
+        s = self.scaler
+        return nn.Sequential(self.actor, UnitToBox(s.low, s.high, s.shape))
 
     def metrics(self) -> dict[str, float]:
         out = {f"losses/{key}": float(value) for key, value in self._last.items()}
