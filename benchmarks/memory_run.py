@@ -63,7 +63,7 @@ def main() -> None:
         start = time.perf_counter()
         while proc.poll() is None:
             rss = rss_mib(proc.pid)
-            if rss is not None:
+            if rss:  # (None once it has exited; 0 in the instant after the fork)
                 samples.append((time.perf_counter() - start, last_step(run_dir / "metrics.jsonl"), rss))
             time.sleep(args.every)
         if proc.returncode != 0:

@@ -120,9 +120,13 @@ def load_trained(run_dir: Path, which: str = "best", device: str = "cpu") -> Tra
 def parse_args(argv: list[str], cls: type, usage: str) -> tuple[Path, Any]:
     """``RUN_DIR key=value ...`` -> (run directory, a range-checked ``cls``)."""
     if not argv or argv[0] in ("-h", "--help"):
-        fields = "\n".join(f"  {f.name}={f.default!s:<8} {f.metadata.get('help', '')}"
+        def shown(value: Any) -> str:
+            return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+        fields = "\n".join(f"  {f.name + '=' + shown(f.default):<22} {f.metadata.get('help', '')}"
                            for f in dataclasses.fields(cls))
-        raise SystemExit(f"usage: {usage}\n\n{fields}")
+        print(f"usage: {usage}\n\n{fields}", file=sys.stdout if argv else sys.stderr)
+        sys.exit(0 if argv else 2)
     run_dir, rest = Path(argv[0]).expanduser(), argv[1:]
     bad = [a for a in rest if "=" not in a]
     if bad:
@@ -216,20 +220,27 @@ def result_table(result: dict[str, Any]) -> Table:
     return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    from drlrun.cli import print_error
+def run_command(argv: list[str] | None, cls: type, usage: str, action: Any) -> tuple[Path, Any]:
+    """Parse ``RUN_DIR key=value ...`` into ``cls`` and return ``(run_dir, action(run_dir, args))``;
+    a user error prints as one paragraph and exits 2 (``debug=true`` shows the traceback)."""
+    from drlrun.cli import EXIT_USER_ERROR, print_error
 
     argv = sys.argv[1:] if argv is None else argv
-    console = Console()
     try:
-        run_dir, args = parse_args(argv, EvalArgs, "drlrun-eval RUN_DIR [key=value ...]")
-        result = evaluate_run(run_dir, args, console)
+        run_dir, args = parse_args(argv, cls, usage)
+        return run_dir, action(run_dir, args)
     except DrlrunError as exc:
         if "debug=true" in argv:
             raise
         print_error(exc)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    console = Console()
+    run_dir, result = run_command(argv, EvalArgs, "drlrun-eval RUN_DIR [key=value ...]",
+                                  lambda run_dir, args: evaluate_run(run_dir, args, console))
     console.print(result_table(result))
     console.print(f"checkpoint {result['checkpoint']} (step {result['checkpoint_step']:,}); "
                   f"written: {run_dir / 'eval.json'}", highlight=False, soft_wrap=True)

@@ -13,7 +13,6 @@ environment; ``<file>.json`` beside it says how to call it.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch import nn
 
 from drlrun.config import param
 from drlrun.errors import DrlrunError
-from drlrun.evaluation import Trained, load_trained, parse_args
+from drlrun.evaluation import Trained, load_trained, run_command
 from drlrun.policy import portable
 
 SUFFIX = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
@@ -167,18 +166,8 @@ def export_run(run_dir: Path, args: ExportArgs) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    from drlrun.cli import print_error
-
-    argv = sys.argv[1:] if argv is None else argv
     console = Console()
-    try:
-        run_dir, args = parse_args(argv, ExportArgs, "drlrun-export RUN_DIR [key=value ...]")
-        info = export_run(run_dir, args)
-    except DrlrunError as exc:
-        if "debug=true" in argv:
-            raise
-        print_error(exc)
-        sys.exit(2)
+    _, info = run_command(argv, ExportArgs, "drlrun-export RUN_DIR [key=value ...]", export_run)
     console.print(f"[bold green]Exported[/] {info['algo']} on {info['env']} (checkpoint step "
                   f"{info['checkpoint_step']:,}) to {info['file']}", highlight=False, soft_wrap=True)
     if info["checked_observations"]:
