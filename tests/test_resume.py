@@ -158,6 +158,13 @@ KILL_RUN = ("algo=dqn", "env=CartPole-v1", "total_steps=16000", "algo.learning_s
             "eval.episodes=2", "checkpoint.interval=1000", "log.progress=false", "device=cpu")
 
 
+def tensorboard_points(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return [(e.step, round(e.value, 6)) for e in events.Scalars(tag)]
+
+
 def wait_for_new_checkpoint(path: Path, after: float, proc: subprocess.Popen, timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -195,6 +202,9 @@ def test_kill_9_at_random_points_then_resume_ends_as_the_uninterrupted_run(tmp_p
     assert not list(run_dir.rglob(".*.tmp"))  # no temp file of an interrupted write stays behind
     assert metrics(run_dir) == metrics(tmp_path / "whole")
     assert final(run_dir) == final(tmp_path / "whole")
+    # TensorBoard too: what the killed processes logged after their checkpoints is purged
+    for tag in ("eval/return_mean", "losses/td_loss", "charts/episodic_return"):
+        assert tensorboard_points(run_dir, tag) == tensorboard_points(tmp_path / "whole", tag), tag
     assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("total_steps=16000") == 1  # record kept
 
 
