@@ -149,7 +149,8 @@ def prepare_resume(argv: list[str]) -> list[str]:
         raise DrlrunError(f"resume={given!r} is not a drlrun run directory: it has no checkpoints/latest.pt, "
                           "summary.json or metrics.jsonl.")
     quoted = str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'")
-    return [*argv, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
+    rest = [a for a in argv if a.partition("=")[0].lstrip("+") != "resume"]
+    return [*rest, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
 
 
 def check_output_dir(argv: list[str]) -> None:

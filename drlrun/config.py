@@ -106,7 +106,7 @@ class CheckpointConfig:
     enabled: bool = True
     buffer: bool = param(True, help="keep the replay buffer in latest.pt; false makes checkpoints small, "
                                     "but a resumed off-policy run refills its buffer first and does not "
-                                    "repeat the uninterrupted run exactly")
+                                    "repeat the uninterrupted run exactly (on-policy rollouts are always kept)")
 
 
 @dataclass

@@ -55,6 +55,15 @@ def resolve_env_id(env_id: str) -> str:
     return env_id
 
 
+def _ignore_stop_signals(env: gym.Env) -> gym.Env:
+    """Run inside each async worker process as it builds its env: ignore SIGINT and SIGTERM."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return env
+
+
 def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies in next-step autoreset mode."""
     spec = gym.spec(env_id)
@@ -73,8 +82,12 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
                               "Valid choices: auto, sync, async.")
         mode = "vector_entry_point"
     vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    # Async workers must leave Ctrl-C/SIGTERM to the runner (which checkpoints, then closes them):
+    # a terminal sends SIGINT to the whole process group.
+    wrappers = [_ignore_stop_signals] if mode == "async" else None
     try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs, **kwargs)
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs,
+                            wrappers=wrappers, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise DrlrunError(
             f"env.id={env_id!r} needs an optional dependency: {exc}. For Box2D environments "

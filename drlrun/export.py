@@ -74,30 +74,24 @@ def sample_observations(trained: Trained, n: int = CHECK_OBSERVATIONS) -> np.nda
 
 
 def write(policy: nn.Module, fmt: str, path: Path, example: torch.Tensor) -> None:
-    """Write ``policy`` as ``fmt`` to ``path`` (through a temporary file, renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    """Write ``policy`` as ``fmt`` to ``path``."""
     batch = torch.export.Dim("batch", min=1, max=1_000_000)
-    try:
-        if fmt == "torchscript":
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # chosen on purpose: see ExportArgs
-                torch.jit.trace(policy, example).save(str(tmp))
-        elif fmt == "export":
-            program = torch.export.export(policy, (example,), dynamic_shapes=({0: batch},))
-            torch.export.save(program, str(tmp))
-        else:
-            try:
-                import onnx  # noqa: F401
-                import onnxscript  # noqa: F401
-            except ImportError as exc:
-                raise DrlrunError("format=onnx needs the onnx and onnxscript packages. Install the extra: "
-                                  "pip install 'drlrun[onnx]'.") from exc
-            torch.onnx.export(policy, (example,), str(tmp), input_names=["obs"], output_names=["action"],
-                              dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if fmt == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # chosen on purpose: see ExportArgs
+            torch.jit.trace(policy, example).save(str(path))
+    elif fmt == "export":
+        program = torch.export.export(policy, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path))
+    else:
+        try:
+            import onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError as exc:
+            raise DrlrunError("format=onnx needs the onnx and onnxscript packages. Install the extra: "
+                              "pip install 'drlrun[onnx]'.") from exc
+        torch.onnx.export(policy, (example,), str(path), input_names=["obs"], output_names=["action"],
+                          dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False)
 
 
 def load(fmt: str, path: Path) -> Any:
@@ -143,11 +137,17 @@ def export_run(run_dir: Path, args: ExportArgs) -> dict[str, Any]:
     policy = policy_module(trained)
     path = Path(args.output).expanduser() if args.output else run_dir / "export" / f"policy{SUFFIX[args.format]}"
     obs = sample_observations(trained)
-    write(policy, args.format, path, torch.from_numpy(obs[:4].copy()))  # (a view would be traced as one)
-    exported = load(args.format, path)
-    max_diff = None if exported is None else compare(trained, exported, obs)
-    if max_diff is not None and max_diff > 1e-4:
-        raise DrlrunError(f"The exported policy's actions differ from the agent's by up to {max_diff:.2g}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # checked before it takes the final name
+    try:
+        write(policy, args.format, tmp, torch.from_numpy(obs[:4].copy()))  # (a view would be traced as one)
+        exported = load(args.format, tmp)
+        max_diff = None if exported is None else compare(trained, exported, obs)
+        if max_diff is not None and max_diff > 1e-4:
+            raise DrlrunError(f"The exported policy's actions differ from the agent's by up to {max_diff:.2g}.")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     spec = trained.spec
     info = {
         "file": str(path), "format": args.format, "algo": trained.cfg.algo.name, "env": trained.env_id,

@@ -183,6 +183,10 @@ class Run:
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
         self.env_id = resolve_env_id(cfg.env.id)
+        if cfg.eval.video_every > 0:
+            from drlrun.video import require_moviepy
+
+            require_moviepy("eval.video_every")
         seed_everything(cfg.seed)
         self.envs = make_envs(cfg.env, self.env_id, cfg.env.num_envs)
         self.eval_envs: Any = None
@@ -204,9 +208,8 @@ class Run:
         self.ckpt_dir = run_dir / "checkpoints"
         self.video_env: Any = None
         if cfg.eval.video_every > 0:
-            from drlrun.video import make_render_env, require_moviepy
+            from drlrun.video import make_render_env
 
-            require_moviepy("eval.video_every")
             try:
                 self.video_env = make_render_env(cfg.env, self.env_id, "rgb_array")
             except BaseException:
@@ -255,6 +258,9 @@ class Run:
         loop["evals"] = [tuple(e) for e in loop["evals"]]
         self.state = LoopState(**loop)
         self.state.resumes += 1
+        saved_interval = header.get("settings", {}).get("checkpoint", {}).get("interval")
+        if saved_interval != self.cfg.checkpoint.interval:  # resumed with another checkpoint.interval
+            self.state.next_ckpt = self.state.step + _every(self.cfg.checkpoint.interval)
         self.resume_obs = runner["final_obs"].numpy()
         self.carried_metrics = dict(runner.get("agent_metrics", {}))
         set_rng_state(runner["rng"])
@@ -329,8 +335,8 @@ class Run:
                 if self.signal is not None and not saving:
                     raise Interrupted(f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,}; no "
                                       "checkpoint was written (checkpoint.enabled=false).", self.signal)
-                save_here = saving and (self.signal is not None
-                                        or st.step + n >= min(st.next_eval, st.next_ckpt, total))
+                scheduled = st.step + n >= min(st.next_eval, st.next_ckpt, total)
+                save_here = saving and (scheduled or self.signal is not None)
                 actions = agent.act(obs, explore=True)
                 next_obs, rewards, terminated, truncated, _ = envs.step(actions)
                 valid = ~autoreset
@@ -381,7 +387,8 @@ class Run:
                     if improved and saving and cfg.checkpoint.save_best:
                         self.save_checkpoint("best", with_buffer=False)
                 if save_here:
-                    st.next_ckpt = st.step + ckpt_every
+                    if scheduled:  # (a boundary made for Ctrl-C shifts no later checkpoint)
+                        st.next_ckpt = st.step + ckpt_every
                     self._episodes_to_tensorboard()
                     tm.flush()  # every row up to this step is on disk before the checkpoint is
                     st.side_seconds += time.perf_counter() - side_start
@@ -400,7 +407,7 @@ class Run:
                         tm.message(f"[green]Early stop at step {st.step:,}: evaluation {mean:.1f} >= "
                                    f"{self.threshold:g}.")
                         break
-                if self.signal is not None and save_here:  # (a signal during this step's evaluation: next step)
+                if self.signal is not None and save_here and st.step < total:  # (during an evaluation: next step)
                     raise Interrupted(
                         f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,} of {total:,}; "
                         f"checkpoint saved. Continue with: drlrun resume={self.run_dir}", self.signal)
@@ -572,14 +579,15 @@ def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None,
     try:
         if resume is not None:
             run.restore(run.ckpt_dir / "latest.pt", *resume)
+        title = f"{cfg.algo.name} {slug(run.env_id)} seed {cfg.seed}"
+        run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title,
+                                  tensorboard=cfg.log.tensorboard,
+                                  progress=cfg.log.progress if progress is None else progress,
+                                  resume_step=run.state.step if resume is not None else None,
+                                  seconds=run.state.seconds)
     except BaseException:
         run.close()
         raise
-    title = f"{cfg.algo.name} {slug(run.env_id)} seed {cfg.seed}"
-    run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title, tensorboard=cfg.log.tensorboard,
-                              progress=cfg.log.progress if progress is None else progress,
-                              resume_step=run.state.step if resume is not None else None,
-                              seconds=run.state.seconds)
     try:
         summary = run.train()
     except Exception as exc:

@@ -9,6 +9,7 @@ metrics rows (wall-clock fields aside), the same final evaluation.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -208,14 +209,16 @@ def test_kill_9_at_random_points_then_resume_ends_as_the_uninterrupted_run(tmp_p
     assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("total_steps=16000") == 1  # record kept
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_and_ctrl_c_save_a_checkpoint_and_say_how_to_resume(tmp_path, signum, code):
+@pytest.mark.parametrize(("signum", "code", "vectorization"),
+                         [(signal.SIGTERM, 143, "sync"), (signal.SIGINT, 130, "sync"), (signal.SIGINT, 130, "async")])
+def test_sigterm_and_ctrl_c_save_a_checkpoint_and_say_how_to_resume(tmp_path, signum, code, vectorization):
     run_dir = tmp_path / "run"
     started = time.time()
-    proc = subprocess.Popen([drlrun_executable(), *KILL_RUN, f"hydra.run.dir={run_dir}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([drlrun_executable(), *KILL_RUN, f"env.vectorization={vectorization}",
+                             f"hydra.run.dir={run_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert wait_for_new_checkpoint(run_dir / "checkpoints" / "latest.pt", started, proc)
-    proc.send_signal(signum)
+    os.killpg(proc.pid, signum)  # to the whole process group, as a terminal's Ctrl-C (async env workers too)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert f"drlrun resume={run_dir}" in err and "Traceback" not in err

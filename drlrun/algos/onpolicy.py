@@ -175,9 +175,10 @@ class OnPolicyAgent:
             "reward_scaler": self.reward_scaler.state_dict(),
             "generator": self.generator.get_state(),
             "counters": {"steps": self.steps, "n_updates": self.n_updates},
+            # The rollout in progress is small: always kept (``with_buffer`` is for replay buffers),
+            # so that a resumed run is exact.
+            "rollout": self.rollout.state_dict(),
         }
-        if with_buffer:
-            state["rollout"] = self.rollout.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -223,9 +223,9 @@ class Reinforce:
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
         state: dict[str, Any] = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
                                  "obs_norm": self.obs_norm.state_dict(),
-                                 "counters": {"steps": self.steps, "n_updates": self.n_updates}}
-        if with_buffer:
-            state["episodes"] = self.store.state_dict()
+                                 "counters": {"steps": self.steps, "n_updates": self.n_updates},
+                                 # episodes in progress and the batch: small, always kept (exact resume)
+                                 "episodes": self.store.state_dict()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
