@@ -320,6 +320,7 @@ class Run:
         autoreset = np.zeros(n, dtype=bool)
         cut = np.ones(n, dtype=bool)
         early_stopped = False
+        next_save = min(st.next_eval, st.next_ckpt, total)  # the next scheduled boundary
 
         self.start = start = time.perf_counter() - st.seconds
         last_log_time, last_log_step = time.perf_counter(), st.step
@@ -335,7 +336,7 @@ class Run:
                 if self.signal is not None and not saving:
                     raise Interrupted(f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,}; no "
                                       "checkpoint was written (checkpoint.enabled=false).", self.signal)
-                scheduled = st.step + n >= min(st.next_eval, st.next_ckpt, total)
+                scheduled = st.step + n >= next_save
                 save_here = saving and (scheduled or self.signal is not None)
                 actions = agent.act(obs, explore=True)
                 next_obs, rewards, terminated, truncated, _ = envs.step(actions)
@@ -376,6 +377,9 @@ class Run:
                     tm.progress(st.step, sps, st.last_return, st.evals[-1][1] if st.evals else None)
 
                 evaluated = st.step >= st.next_eval or st.step >= total
+                if not (evaluated or save_here):
+                    continue
+                # Evaluation and checkpoints: side time, not training time.
                 side_start = time.perf_counter()
                 if evaluated:
                     st.next_eval += eval_every
@@ -397,8 +401,8 @@ class Run:
                     ep_return[:] = 0.0  # the episodes in flight were cut: they are not reported
                     ep_length[:] = 0
                 st.side_seconds += time.perf_counter() - side_start
+                next_save = min(st.next_eval, st.next_ckpt, total)
                 if evaluated:
-                    mean = st.evals[-1][1]
                     if trial is not None and trial.should_stop(st.step, mean) and st.step < total:
                         raise Pruned(f"The Optuna pruner stopped this trial at step {st.step:,} (evaluation "
                                      f"{mean:.1f}): its evaluations trail the median of earlier trials at this step.")
@@ -407,11 +411,11 @@ class Run:
                         tm.message(f"[green]Early stop at step {st.step:,}: evaluation {mean:.1f} >= "
                                    f"{self.threshold:g}.")
                         break
-                if self.signal is not None and save_here and st.step < total:  # (during an evaluation: next step)
-                    raise Interrupted(
-                        f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,} of {total:,}; "
-                        f"checkpoint saved. Continue with: drlrun resume={self.run_dir}", self.signal)
                 if save_here and st.step < total:
+                    if self.signal is not None:  # (a signal during an evaluation is handled on the next step)
+                        raise Interrupted(
+                            f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,} of {total:,}; "
+                            f"checkpoint saved. Continue with: drlrun resume={self.run_dir}", self.signal)
                     obs = self.cross_boundary(next_obs)
                     autoreset[:] = False
         finally:
@@ -521,7 +525,7 @@ def failure_summary(cfg: Any, run_dir: Path, status: str, error: BaseException,
         "total_steps": st.step, "wall_seconds": round(wall, 3),
         "final_return_mean": st.evals[-1][1] if st.evals else None,
         "final_eval_step": st.evals[-1][0] if st.evals else None,
-        "best_return_mean": max(e[1] for e in st.evals) if st.evals else None,
+        "best_return_mean": st.best if st.evals else None,
         "threshold": getattr(run, "threshold", None), "resumes": st.resumes, "run_dir": str(run_dir),
     }
 

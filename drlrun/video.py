@@ -44,11 +44,10 @@ def require_display() -> None:
 def make_render_env(env_cfg: Any, env_id: str, render_mode: str) -> gym.Env:
     if render_mode == "rgb_array" and not has_display():
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen pygame, without SDL's complaints
-    kwargs: dict[str, Any] = dict(env_cfg.kwargs)
-    if env_cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = env_cfg.max_episode_steps
+    from drlrun.envs import env_kwargs
+
     try:
-        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+        env = gym.make(env_id, render_mode=render_mode, **env_kwargs(env_cfg))
     except Exception as exc:
         raise DrlrunError(f"env.id={env_id!r} cannot render with render_mode={render_mode!r}: {exc}") from exc
     modes = env.metadata.get("render_modes", [])

@@ -100,7 +100,8 @@ def test_every_task_runs_a_few_hundred_steps(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
-                    reason="stable-baselines3 is a benchmark-only dependency, not installed here")
+                    reason="stable-baselines3 is a benchmark-only extra (pip install 'drlrun[bench]'); "
+                           "CI installs only [dev], so this side-by-side smoke run is for a benchmark machine")
 def test_both_sides_run_when_sb3_is_installed(tmp_path):
     out = tmp_path / "rows.jsonl"
     proc = run_script("--steps", "300", "--seeds", "1", "--tasks", "ppo_cartpole", "--json", str(out),
