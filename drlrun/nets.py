@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,29 +69,6 @@ def mlp_layers(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> tup
         layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
         width = size
     return layers, width
-
-
-def make_adam(params: Iterable[nn.Parameter], lr: float, device: torch.device, **kwargs: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where the device has one: for the small networks of RL the
-    per-parameter Python loop of the default implementation costs more than the arithmetic."""
-    if device.type in ("cpu", "cuda"):
-        return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
-    return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
-
-
-@torch.no_grad()
-def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale the gradients so that their global L2 norm is at most ``max_norm``; returns the norm
-    before clipping. The same rule as ``torch.nn.utils.clip_grad_norm_`` (scale by
-    min(1, max_norm / (norm + 1e-6))) in four kernels and no host sync; the library function's
-    generality (grouping by device and dtype, inf norms, checks) cost 100 us a call here, an
-    eighth of a PPO minibatch step."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp_(max=1.0))
-    return norm
 
 
 @dataclass

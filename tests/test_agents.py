@@ -99,7 +99,7 @@ def test_dqn_trains_at_the_same_rate_per_env_step_with_more_envs():
 
 
 def test_clip_grad_norm_matches_torch():
-    from drlrun.nets import clip_grad_norm
+    from drlrun.optim import clip_grad_norm
 
     torch.manual_seed(0)
     for max_norm in (0.1, 100.0):  # clipped, and left alone
@@ -112,3 +112,44 @@ def test_clip_grad_norm_matches_torch():
         assert torch.allclose(ours, theirs)
         for p, q in zip(params, twins, strict=True):
             assert torch.allclose(p.grad, q.grad)
+
+
+def test_adam_is_torchs_fused_adam_bit_for_bit_and_shares_its_state_dict():
+    """drlrun's Adam calls torch's fused kernel without torch.optim's per-step overhead: same
+    updates, with a learning rate changed mid-way (schedules write param_groups), a parameter that
+    gets no gradient for a while (skipped, its step count and state dict entry left alone), and
+    state dicts that load either way."""
+    from drlrun.optim import Adam
+
+    torch.manual_seed(0)
+    make = lambda: [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3)),  # noqa: E731
+                    torch.nn.Parameter(torch.randn(2))]
+    ours_params = make()
+    theirs_params = [torch.nn.Parameter(p.detach().clone()) for p in ours_params]
+    ours = Adam(ours_params, lr=1e-2, eps=1e-5)
+    theirs = torch.optim.Adam(theirs_params, lr=1e-2, eps=1e-5, fused=True)
+    for step in range(30):
+        x = torch.randn(8, 4)
+        for params, optimizer in ((ours_params, ours), (theirs_params, theirs)):
+            optimizer.zero_grad(set_to_none=True)
+            loss = ((x @ params[0] + params[1]) ** 2).mean()
+            (loss + params[2].pow(2).sum() if step >= 20 else loss).backward()  # params[2] joins at step 20
+            optimizer.step()
+            if step == 10:
+                optimizer.param_groups[0]["lr"] = 3e-3
+        if step == 19:
+            assert sorted(ours.state_dict()["state"]) == sorted(theirs.state_dict()["state"]) == [0, 1]
+    assert all(torch.equal(a, b) for a, b in zip(ours_params, theirs_params, strict=True))
+    assert not torch.equal(ours_params[0], make()[0])  # it did move
+    mine, torchs = ours.state_dict(), theirs.state_dict()
+    for key in ("lr", "betas", "eps", "weight_decay", "amsgrad", "fused", "params"):
+        assert mine["param_groups"][0][key] == torchs["param_groups"][0][key], key
+    assert [mine["state"][i]["step"].item() for i in range(3)] == [30.0, 30.0, 10.0]
+    for i in range(3):
+        assert all(torch.equal(mine["state"][i][k], torchs["state"][i][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    restored = Adam([torch.nn.Parameter(p.detach().clone()) for p in ours_params], lr=1.0)
+    restored.load_state_dict(torchs)
+    assert restored.param_groups[0]["lr"] == 3e-3 and torch.equal(restored.exp_avgs[1], ours.exp_avgs[1])
+    assert restored.state_dict()["state"][2]["step"].item() == 10.0
+    with pytest.raises(ValueError, match="shape"):
+        Adam([torch.nn.Parameter(torch.zeros(5, 3)), *ours_params[1:]], lr=1.0).load_state_dict(torchs)

@@ -16,7 +16,7 @@ import torch
 
 from drlrun.algos.onpolicy import OnPolicyAgent, OnPolicyConfig
 from drlrun.config import param
-from drlrun.nets import make_adam
+from drlrun.optim import Optimizer, make_adam
 from drlrun.registry import ALGOS
 
 
@@ -39,7 +39,7 @@ class A2C(OnPolicyAgent):
     Config = A2CConfig
     cfg: A2CConfig
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> Optimizer:
         cfg = self.cfg
         if cfg.optimizer == "adam":
             return make_adam(self.params, cfg.lr, self.device, eps=cfg.optimizer_eps)

@@ -26,7 +26,7 @@ from drlrun.algos.offpolicy import ReplaySchedule, check_off_policy_config, due,
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
-from drlrun.nets import clip_grad_norm, make_adam
+from drlrun.optim import clip_grad_norm, make_adam
 from drlrun.policy import Greedy
 from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 

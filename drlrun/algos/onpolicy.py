@@ -17,8 +17,9 @@ from drlrun.agent import BuildContext
 from drlrun.buffers.rollout import RolloutBuffer, gae
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
-from drlrun.nets import ActorCritic, check_policy_gradient_config, clip_grad_norm
+from drlrun.nets import ActorCritic, check_policy_gradient_config
 from drlrun.normalize import ObsNormalizer, RewardScaler
+from drlrun.optim import Optimizer, clip_grad_norm
 from drlrun.policy import actor_critic_policy
 
 
@@ -85,7 +86,7 @@ class OnPolicyAgent:
         self._last: dict[str, Any] = {}
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> Optimizer:
         raise NotImplementedError  # each algorithm picks its optimizer
 
     # ------------------------------------------------------------------ act

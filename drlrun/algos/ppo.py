@@ -19,7 +19,7 @@ import torch
 
 from drlrun.algos.onpolicy import OnPolicyAgent, OnPolicyConfig
 from drlrun.config import param
-from drlrun.nets import make_adam
+from drlrun.optim import Optimizer, make_adam
 from drlrun.registry import ALGOS
 
 
@@ -58,7 +58,7 @@ class PPO(OnPolicyAgent):
     Config = PPOConfig
     cfg: PPOConfig
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> Optimizer:
         return make_adam(self.params, self.cfg.lr, self.device, eps=1e-5)
 
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -21,8 +21,9 @@ import torch
 
 from drlrun.agent import BuildContext
 from drlrun.config import RunConfig, param
-from drlrun.nets import ActorCritic, check_policy_gradient_config, clip_grad_norm, make_adam
+from drlrun.nets import ActorCritic, check_policy_gradient_config
 from drlrun.normalize import ObsNormalizer
+from drlrun.optim import clip_grad_norm, make_adam
 from drlrun.policy import actor_critic_policy
 from drlrun.registry import ALGOS
 

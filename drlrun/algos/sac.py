@@ -33,7 +33,8 @@ from drlrun.algos.offpolicy import (
 )
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
-from drlrun.nets import LOG_2PI, QEnsemble, make_adam, mlp_layers
+from drlrun.nets import LOG_2PI, QEnsemble, mlp_layers
+from drlrun.optim import make_adam
 from drlrun.policy import Deterministic, UnitToBox
 from drlrun.registry import ALGOS, BUFFERS
 

@@ -39,7 +39,8 @@ from drlrun.algos.offpolicy import (
 from drlrun.algos.sac import qf_loss
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
-from drlrun.nets import QEnsemble, make_adam, mlp_layers
+from drlrun.nets import QEnsemble, mlp_layers
+from drlrun.optim import make_adam
 from drlrun.policy import UnitToBox
 from drlrun.registry import ALGOS, BUFFERS
 
