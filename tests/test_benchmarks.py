@@ -1,4 +1,5 @@
-"""benchmarks/vs_sb3.py: both sides get the same hyperparameters, and every task runs."""
+"""benchmarks/vs_sb3.py: both sides get the same hyperparameters, and every task runs; and what
+benchmarks/floor.py counts as each task's unavoidable work."""
 
 from __future__ import annotations
 
@@ -115,3 +116,33 @@ def test_unknown_task_is_refused_with_the_choices(tmp_path):
     proc = run_script("--tasks", "ppo_pong", tmp_path=tmp_path)
     assert proc.returncode != 0
     assert "ppo_pong" in proc.stderr and "ppo_cartpole" in proc.stderr
+
+
+# --------------------------------------------------------------------------- benchmarks/floor.py
+_floor_spec = importlib.util.spec_from_file_location("floor", ROOT / "benchmarks" / "floor.py")
+assert _floor_spec is not None and _floor_spec.loader is not None
+floor = importlib.util.module_from_spec(_floor_spec)
+sys.modules["floor"] = floor
+_floor_spec.loader.exec_module(floor)
+
+
+def count(mms, shape: tuple[int, int, int]) -> int:
+    """Matmuls of ``shape`` (in any orientation), a stacked pair counting twice."""
+    return sum(mm.members for mm in mms if sorted((mm.rows, mm.inner, mm.cols)) == sorted(shape))
+
+
+def test_floor_counts_the_matmuls_worked_out_by_hand():
+    # SAC, 256x256 networks, batch 256: pi(s') (1), twin target critics (2), twin critics forward,
+    # weight and input gradients (6), actor forward, weight and input gradients (3), twin critics
+    # forward and input gradients for the actor loss (4): 16 matmuls of 256x256x256.
+    mms, steps = floor.step_matmuls(vs_sb3.TASKS["sac_pendulum"])
+    assert count(mms, (256, 256, 256)) == 16 and steps == 20_000 - 100
+    # DQN, batch 64: online forward, weight and input gradients, target forward of the 256x256 layer;
+    # (50k - 1k learning_starts) // train_freq 256 = 191 rounds of 128 gradient steps.
+    mms, steps = floor.step_matmuls(vs_sb3.TASKS["dqn_cartpole"])
+    assert count(mms, (64, 256, 256)) == 4 and steps == 191 * 128
+    # PPO: 100k // (32 x 8) = 390 rollouts x 20 epochs of one 256-row minibatch; 1M // (1024 x 16)
+    # = 61 rollouts x 4 epochs x 256 minibatches of 64.
+    mms, steps = floor.step_matmuls(vs_sb3.TASKS["ppo_cartpole"])
+    assert count(mms, (256, 64, 64)) == 2 * 3 and steps == 390 * 20  # stacked torsos: fwd, dW, dx
+    assert floor.step_matmuls(vs_sb3.TASKS["ppo_lunar"])[1] == 61 * 4 * 256
