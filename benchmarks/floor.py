@@ -11,10 +11,11 @@ Two costs no implementation of the same algorithm with the same hyperparameters 
   preallocated outputs, on the task's own shapes (``vs_sb3.TASKS``: batch size, widths, twin critics
   as one batched multiply), and multiplied by the run's number of gradient steps;
 - **PyTorch's per-operation dispatch**: the cheapest operation (an in-place add on 256 floats) is
-  timed, and the number of operations a gradient step needs is counted with ``torch.profiler`` on
-  drlrun's own step. That count is drlrun's, not a law of nature; the column says how many
-  operations a gradient step may have for the task's target ratio to be reachable at all, given the
-  matmuls and the environment's own stepping (timed on Gymnasium's vector env, no policy).
+  timed, and the operations of drlrun's own gradient step other than the matmuls are counted with
+  ``torch.profiler``. That count is drlrun's, not a law of nature; the last column says how many
+  such operations, at the cheapest cost, fit in what the target leaves after the matmuls and the
+  environment's own stepping (timed on the vector env drlrun builds, no policy). Acting is not
+  counted at all, so every bound here is generous.
 
 The "best steps/s" column assumes nothing but matmuls and the environment ran; "best ratio" divides
 it by SB3's measured steps/s (``--sb3-sps``, defaults: benchmarks/results/vs_sb3.md, one core).
@@ -65,6 +66,12 @@ def layer_matmuls(sizes: list[int], batch: int, *, members: int = 1, forward: bo
     return out
 
 
+def training_rounds(task: Task, hp: dict) -> int:
+    """Replay training rounds in a run: one when ``learning_starts`` is reached, then one every
+    ``train_freq`` env steps (drlrun's ``offpolicy.due``)."""
+    return 1 + (task.total_steps - hp["algo.learning_starts"]) // hp["algo.train_freq"]
+
+
 def step_matmuls(task: Task) -> tuple[list[Mm], float]:
     """The matmuls of one gradient step of ``task`` and the number of gradient steps in a run."""
     hp = {h.drlrun: h.value for h in task.hps}
@@ -82,8 +89,7 @@ def step_matmuls(task: Task) -> tuple[list[Mm], float]:
     if task.algo == "dqn":  # online forward and backward, target forward
         q = [obs, *hidden, n_actions]
         mms = layer_matmuls(q, batch) + layer_matmuls(q, batch, weight_grads=False, input_grads="none")
-        rounds = (task.total_steps - hp["algo.learning_starts"]) // hp["algo.train_freq"]
-        return mms, rounds * hp["algo.gradient_steps"]
+        return mms, training_rounds(task, hp) * hp["algo.gradient_steps"]
     # SAC: a' ~ pi(s') and the twin target critics; the twin critics' update; the actor's update
     # through the (frozen) critics, whose input gradients are needed but not their weight gradients.
     actor, critic = [obs, *hidden], [obs + n_actions, *hidden, 1]
@@ -94,7 +100,7 @@ def step_matmuls(task: Task) -> tuple[list[Mm], float]:
     mms += layer_matmuls(critic, batch, members=2)
     mms += layer_matmuls(actor, batch) + layer_matmuls(heads, batch, input_grads="all")
     mms += layer_matmuls(critic, batch, members=2, weight_grads=False, input_grads="all")
-    return mms, float(task.total_steps - hp["algo.learning_starts"])
+    return mms, training_rounds(task, hp) * hp["algo.gradient_steps"]
 
 
 def time_us(fn, repeats: int = 300) -> float:
@@ -134,8 +140,12 @@ def env_step_us(task: Task) -> float:
     return result
 
 
-def drlrun_ops_per_step(task: Task) -> int:
-    """aten operations (forward, backward, clipping, optimizer) in one of drlrun's gradient steps."""
+MATMUL_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::linear", "aten::matmul"}
+
+
+def drlrun_ops_per_step(task: Task) -> float:
+    """aten operations in one of drlrun's gradient steps (forward, backward, clipping, optimizer),
+    the matmuls left out (their time is the matmul column's)."""
     from torch.profiler import profile
 
     from drlrun.agent import BuildContext, EnvSpec
@@ -147,13 +157,18 @@ def drlrun_ops_per_step(task: Task) -> int:
     obs, n_actions = ENV_DIMS[task.env]
     net = MLPConfig(hidden_sizes=list(hp["network.hidden_sizes"]), activation=hp["network.activation"])
     batch = hp["algo.batch_size"]
+    steps_per_call = 1
     if task.algo == "ppo":
+        # A rollout of two minibatches where the task's rollout is longer than a minibatch (the
+        # shuffle and the gathers then count), the rollout itself as one minibatch where it is not.
+        steps_per_call = 2 if hp["algo.n_steps"] * hp["env.num_envs"] > batch else 1
+        size = batch * steps_per_call
         spec = EnvSpec(task.env, 1, (obs,), "discrete", n_actions, ())
-        agent = ppo.PPO(ppo.PPOConfig(n_steps=batch, batch_size=batch, n_epochs=1, max_grad_norm=0.5),
+        agent = ppo.PPO(ppo.PPOConfig(n_steps=size, batch_size=batch, n_epochs=1, max_grad_norm=0.5),
                         BuildContext(spec, net, UniformConfig(), torch.device("cpu"), 10**6, 0))
-        data = {"obs": torch.randn(batch, obs), "actions": torch.randint(n_actions, (batch,)).float(),
-                "log_probs": torch.randn(batch), "values": torch.randn(batch), "advantages": torch.randn(batch),
-                "returns": torch.randn(batch)}
+        data = {"obs": torch.randn(size, obs), "actions": torch.randint(n_actions, (size,)).float(),
+                "log_probs": torch.randn(size), "values": torch.randn(size), "advantages": torch.randn(size),
+                "returns": torch.randn(size)}
 
         def step() -> None:
             agent.learn(data)
@@ -180,9 +195,10 @@ def drlrun_ops_per_step(task: Task) -> int:
         step()
     with profile() as prof:
         step()
-    # Top-level operators only (those called from Python or the autograd engine, not from another op).
-    return sum(1 for e in prof.events() if e.name.startswith("aten::")
-               and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+    # Top-level operators only (called from Python or the autograd engine, not from another op).
+    ops = sum(1 for e in prof.events() if e.name.startswith("aten::") and e.name not in MATMUL_OPS
+              and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+    return ops / steps_per_call
 
 
 def main() -> None:
@@ -200,7 +216,7 @@ def main() -> None:
     op_us = time_us(lambda: a.add_(b), repeats=2000)
     print(f"torch {torch.__version__}, {args.threads} thread(s); cheapest op (in-place add, 256 floats): {op_us:.2f} us")
     print("| task | gradient steps | matmul ms/step | matmul s/run | env s/run | best steps/s | SB3 steps/s "
-          "| best ratio | target | drlrun ops/step | ops/step allowed at target |")
+          "| best ratio | target | drlrun other ops/step | ops/step allowed at target |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.tasks.split(","):
         task = TASKS[name]
@@ -214,7 +230,7 @@ def main() -> None:
         budget_s = task.total_steps / (TARGETS[name] * sb3[name]) - matmul_s - env_s
         allowed = max(0.0, budget_s / grad_steps * 1e6 / op_us)
         print(f"| {name} | {grad_steps:,.0f} | {step_ms:.3f} | {matmul_s:.2f} | {env_s:.2f} | {best:,.0f} | "
-              f"{sb3[name]:,.0f} | {ratio:.2f}x | {TARGETS[name]:g}x | {drlrun_ops_per_step(task)} | {allowed:.0f} |")
+              f"{sb3[name]:,.0f} | {ratio:.2f}x | {TARGETS[name]:g}x | {drlrun_ops_per_step(task):.0f} | {allowed:.0f} |")
 
 
 if __name__ == "__main__":

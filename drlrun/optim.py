@@ -2,7 +2,7 @@
 
 Reinforcement learning's networks are small, so what an optimizer step costs is Python and
 dispatch, not arithmetic: on the 64x64 PPO network (benchmarks/NOTES.md) ``torch.optim.Adam(fused=True)``
-takes 39 us a step, of which its fused kernel is 6.5 us; the rest is ``Optimizer.step``'s hooks,
+takes 37 us a step, of which its fused kernel is 6.5 us; the rest is ``Optimizer.step``'s hooks,
 profiler records and grouping by device and dtype. Its constructor also imports ``torch._dynamo``,
 0.7 s of every run's start-up. :class:`Adam` calls the same kernel directly, so its updates are
 bit-identical to ``torch.optim.Adam(fused=True)``'s, and its state dict has the same layout.
@@ -71,24 +71,34 @@ class Adam:
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim.Adam``'s layout: per-parameter ``step``, ``exp_avg``, ``exp_avg_sq``."""
+        stepped = (self.step_counts > 0).tolist()  # as torch: only parameters that have had a step
         state = {i: {"step": self.steps[i].clone(), "exp_avg": self.exp_avgs[i].clone(),
                      "exp_avg_sq": self.exp_avg_sqs[i].clone()}
-                 for i, step in enumerate(self.steps) if step.item() > 0}  # as torch: stepped ones only
+                 for i in range(len(self.params)) if stepped[i]}
         return {"state": state, "param_groups": [{**self.param_groups[0], "params": list(range(len(self.params)))}]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Replace the whole state, as torch does; nothing changes if the state does not fit."""
         groups = state_dict["param_groups"]
         if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
             raise ValueError(f"optimizer state for {[len(g['params']) for g in groups]} parameters in "
                              f"{len(groups)} group(s); this optimizer has {len(self.params)} in one group")
-        for i, saved in state_dict["state"].items():
-            i = int(i)
-            if saved["exp_avg"].shape != self.params[i].shape:
-                raise ValueError(f"optimizer state of parameter {i} has shape {tuple(saved['exp_avg'].shape)}, "
-                                 f"the parameter {tuple(self.params[i].shape)}")
-            self.steps[i].copy_(saved["step"])
-            self.exp_avgs[i].copy_(saved["exp_avg"])
-            self.exp_avg_sqs[i].copy_(saved["exp_avg_sq"])
+        saved = {int(i): entry for i, entry in state_dict["state"].items()}
+        for i, entry in saved.items():
+            if not 0 <= i < len(self.params) or entry["exp_avg"].shape != self.params[i].shape:
+                shape = tuple(self.params[i].shape) if 0 <= i < len(self.params) else "none"
+                raise ValueError(f"optimizer state of parameter {i} has shape {tuple(entry['exp_avg'].shape)}, "
+                                 f"the parameter {shape}")
+        self.step_counts.zero_()
+        for i in range(len(self.params)):
+            entry = saved.get(i)
+            if entry is None:  # a parameter that had no step yet
+                self.exp_avgs[i].zero_()
+                self.exp_avg_sqs[i].zero_()
+                continue
+            self.steps[i].copy_(entry["step"])
+            self.exp_avgs[i].copy_(entry["exp_avg"])
+            self.exp_avg_sqs[i].copy_(entry["exp_avg_sq"])
         saved_group = groups[0]
         self.param_groups[0].update(lr=saved_group["lr"], betas=tuple(saved_group["betas"]), eps=saved_group["eps"])
 

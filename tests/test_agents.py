@@ -153,3 +153,11 @@ def test_adam_is_torchs_fused_adam_bit_for_bit_and_shares_its_state_dict():
     assert restored.state_dict()["state"][2]["step"].item() == 10.0
     with pytest.raises(ValueError, match="shape"):
         Adam([torch.nn.Parameter(torch.zeros(5, 3)), *ours_params[1:]], lr=1.0).load_state_dict(torchs)
+    bad = {"state": {**torchs["state"], 2: {**torchs["state"][2], "exp_avg": torch.zeros(5)}},
+           "param_groups": torchs["param_groups"]}
+    before = [m.clone() for m in ours.exp_avgs]
+    with pytest.raises(ValueError, match="parameter 2"):
+        ours.load_state_dict(bad)
+    assert all(torch.equal(a, b) for a, b in zip(before, ours.exp_avgs, strict=True))  # nothing half-loaded
+    ours.load_state_dict({"state": {0: torchs["state"][0]}, "param_groups": torchs["param_groups"]})
+    assert sorted(ours.state_dict()["state"]) == [0] and not ours.exp_avgs[1].any()  # the whole state replaced

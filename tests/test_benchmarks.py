@@ -136,11 +136,11 @@ def test_floor_counts_the_matmuls_worked_out_by_hand():
     # weight and input gradients (6), actor forward, weight and input gradients (3), twin critics
     # forward and input gradients for the actor loss (4): 16 matmuls of 256x256x256.
     mms, steps = floor.step_matmuls(vs_sb3.TASKS["sac_pendulum"])
-    assert count(mms, (256, 256, 256)) == 16 and steps == 20_000 - 100
+    assert count(mms, (256, 256, 256)) == 16 and steps == 1 + 20_000 - 100
     # DQN, batch 64: online forward, weight and input gradients, target forward of the 256x256 layer;
-    # (50k - 1k learning_starts) // train_freq 256 = 191 rounds of 128 gradient steps.
+    # a round at learning_starts (1k), then (50k - 1k) // train_freq 256 = 191 more, of 128 steps.
     mms, steps = floor.step_matmuls(vs_sb3.TASKS["dqn_cartpole"])
-    assert count(mms, (64, 256, 256)) == 4 and steps == 191 * 128
+    assert count(mms, (64, 256, 256)) == 4 and steps == (1 + 191) * 128
     # PPO: 100k // (32 x 8) = 390 rollouts x 20 epochs of one 256-row minibatch; 1M // (1024 x 16)
     # = 61 rollouts x 4 epochs x 256 minibatches of 64.
     mms, steps = floor.step_matmuls(vs_sb3.TASKS["ppo_cartpole"])
