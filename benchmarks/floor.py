@@ -74,7 +74,7 @@ def training_rounds(task: Task, hp: dict) -> int:
 
 def step_matmuls(task: Task) -> tuple[list[Mm], float]:
     """The matmuls of one gradient step of ``task`` and the number of gradient steps in a run."""
-    hp = {h.drlrun: h.value for h in task.hps}
+    hp = task.values
     obs, n_actions = ENV_DIMS[task.env]
     hidden = list(hp["network.hidden_sizes"])
     if task.algo == "ppo":  # actor and critic torsos stacked, then the two heads
@@ -130,7 +130,7 @@ def env_step_us(task: Task) -> float:
     from drlrun.envs import make_envs
 
     load_builtin_components()
-    n = {h.drlrun: h.value for h in task.hps}["env.num_envs"]
+    n = task.values["env.num_envs"]
     envs = make_envs(EnvConfig(id=task.env, num_envs=n), task.env, n)
     envs.reset(seed=0)
     actions = np.stack([envs.action_space.sample() for _ in range(1000)])
@@ -153,7 +153,7 @@ def drlrun_ops_per_step(task: Task) -> float:
     from drlrun.buffers.replay import UniformConfig
     from drlrun.nets import MLPConfig
 
-    hp = {h.drlrun: h.value for h in task.hps}
+    hp = task.values
     obs, n_actions = ENV_DIMS[task.env]
     net = MLPConfig(hidden_sizes=list(hp["network.hidden_sizes"]), activation=hp["network.activation"])
     batch = hp["algo.batch_size"]
@@ -222,7 +222,7 @@ def main() -> None:
         task = TASKS[name]
         mms, grad_steps = step_matmuls(task)
         step_ms = sum(matmul_us(mm) for mm in mms) / 1e3
-        num_envs = {h.drlrun: h.value for h in task.hps}["env.num_envs"]
+        num_envs = task.values["env.num_envs"]
         env_s = env_step_us(task) * task.total_steps / num_envs / 1e6
         matmul_s = step_ms * grad_steps / 1e3
         best = task.total_steps / (matmul_s + env_s)

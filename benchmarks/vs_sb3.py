@@ -69,13 +69,18 @@ class Task:
     hps: tuple[Hp, ...]
     evals: int = 10
 
+    @property
+    def values(self) -> dict[str, Any]:
+        """Each hyperparameter's value, by its drlrun key."""
+        return {hp.drlrun: hp.value for hp in self.hps}
+
     def resized(self, total_steps: int) -> Task:
         """The task cut to ``total_steps`` (smoke runs): one evaluation at the end, on-policy
         rollouts shrunk to fit when one rollout would be longer than the whole run, and learning
         started halfway when the warm-up would be longer."""
         if total_steps == self.total_steps:
             return self
-        values = {hp.drlrun: hp.value for hp in self.hps}
+        values = self.values
         fit: dict[str, int] = {}
         if "algo.n_steps" in values and values["algo.n_steps"] * values["env.num_envs"] > total_steps:
             fit["algo.n_steps"] = max(1, total_steps // values["env.num_envs"])

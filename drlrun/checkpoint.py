@@ -7,6 +7,7 @@ and carries a header (format, algorithm, environment, shapes) checked before the
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -90,3 +91,17 @@ def check_header(path: str | Path, header: dict[str, Any], expected: dict[str, A
             raise DrlrunError(
                 f"Checkpoint {str(path)!r} was written for {key}={got!r}, but this run has {key}={want!r}."
             )
+
+
+def write_json(path: Path, content: Any) -> None:
+    """``content`` as indented JSON, written atomically."""
+    atomic_write(path, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
+
+
+def load_agent_state(agent: Any, state: dict[str, Any], path: str | Path, algo: str) -> None:
+    """The checkpoint's agent state into ``agent``, or a DrlrunError naming the checkpoint."""
+    try:
+        agent.load_state_dict(state["agent"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise DrlrunError(f"Checkpoint {str(path)!r} does not fit this run's {algo} agent: "
+                          f"{str(exc).splitlines()[0]}") from exc

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drlrun import checkpoint
-from drlrun.agent import Agent, BuildContext, EnvSpec
+from drlrun.agent import Agent, EnvSpec
 from drlrun.config import RunConfig, _build, check_ranges, param, to_settings
 from drlrun.errors import DrlrunError
 
@@ -90,8 +90,7 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
 def load_trained(run_dir: Path, which: str = "best", device: str = "cpu") -> Trained:
     """Rebuild the run's agent and load the checkpoint ``which`` (best, last, or a path) into it."""
     from drlrun.envs import describe, make_envs, resolve_env_id
-    from drlrun.registry import ALGOS
-    from drlrun.runner import checkpoint_header, resolve_device
+    from drlrun.runner import build_agent, checkpoint_header, resolve_device
 
     if not run_dir.is_dir():
         raise DrlrunError(f"{str(run_dir)!r}: no such directory. Give the directory of a drlrun run, "
@@ -106,14 +105,8 @@ def load_trained(run_dir: Path, which: str = "best", device: str = "cpu") -> Tra
     finally:
         envs.close()
     checkpoint.check_header(path, header, checkpoint_header(cfg, env_id, spec))
-    ctx = BuildContext(spec=spec, network=cfg.network, buffer=cfg.buffer, device=resolve_device(device),
-                       total_steps=cfg.total_steps, seed=cfg.seed)
-    agent = ALGOS.get(cfg.algo.name)(cfg.algo, ctx)
-    try:
-        agent.load_state_dict(state["agent"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise DrlrunError(f"Checkpoint {str(path)!r} does not fit the run's {cfg.algo.name} agent: "
-                          f"{str(exc).splitlines()[0]}") from exc
+    agent = build_agent(cfg, spec, resolve_device(device))
+    checkpoint.load_agent_state(agent, state, path, cfg.algo.name)
     return Trained(cfg, env_id, spec, agent, path, header)
 
 
@@ -142,16 +135,8 @@ def parse_args(argv: list[str], cls: type, usage: str) -> tuple[Path, Any]:
 def evaluate_run(run_dir: Path, args: EvalArgs, console: Console) -> dict[str, Any]:
     """Evaluate, record and show as ``args`` says; write ``eval.json``; return its content."""
     from drlrun.envs import make_envs
-    from drlrun.runner import evaluate, write_json
-    from drlrun.video import (
-        add_to_tensorboard,
-        fps_of,
-        make_render_env,
-        play,
-        require_display,
-        require_moviepy,
-        write_mp4,
-    )
+    from drlrun.runner import evaluate
+    from drlrun.video import make_render_env, play, record, require_display, require_moviepy
 
     if args.video:
         require_moviepy("video=true")
@@ -176,14 +161,11 @@ def evaluate_run(run_dir: Path, args: EvalArgs, console: Console) -> dict[str, A
 
                 writer = SummaryWriter(log_dir=str(run_dir))
             for episode in range(args.video_episodes):
-                frames, ret, _ = play(agent, env, seed + episode, args.deterministic)
-                name = f"{trained.path.stem}-step{step}-seed{seed + episode}.mp4"
-                write_mp4(frames, run_dir / "videos" / name, fps_of(env))
-                videos.append(str(run_dir / "videos" / name))
-                if writer is not None:
-                    add_to_tensorboard(writer, f"videos/{trained.path.stem}_episode{episode}", frames, fps_of(env),
-                                       step)
-                console.print(f"video: {run_dir / 'videos' / name} (return {ret:.1f})", highlight=False)
+                video = run_dir / "videos" / f"{trained.path.stem}-step{step}-seed{seed + episode}.mp4"
+                ret = record(agent, env, seed + episode, args.deterministic, video, writer,
+                             f"videos/{trained.path.stem}_episode{episode}", step)
+                videos.append(str(video))
+                console.print(f"video: {video} (return {ret:.1f})", highlight=False)
         finally:
             env.close()
             if writer is not None:
@@ -205,7 +187,7 @@ def evaluate_run(run_dir: Path, args: EvalArgs, console: Console) -> dict[str, A
         "lengths": [int(n) for n in lengths], "videos": videos,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(run_dir / "eval.json", result)
+    checkpoint.write_json(run_dir / "eval.json", result)
     return result
 
 

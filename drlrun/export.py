@@ -23,6 +23,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from drlrun import checkpoint
 from drlrun.config import param
 from drlrun.errors import DrlrunError
 from drlrun.evaluation import Trained, load_trained, run_command
@@ -131,7 +132,6 @@ def compare(trained: Trained, exported: Any, obs: np.ndarray) -> float:
 
 def export_run(run_dir: Path, args: ExportArgs) -> dict[str, Any]:
     """Export, load back and check; write ``policy.json``; return its content."""
-    from drlrun.runner import write_json
 
     trained = load_trained(run_dir, args.checkpoint, "cpu")
     policy = policy_module(trained)
@@ -160,7 +160,7 @@ def export_run(run_dir: Path, args: ExportArgs) -> dict[str, Any]:
         "observation_normalization": "included", "usage": USAGE[args.format].replace("PATH", repr(str(path))),
         "checked_observations": None if max_diff is None else len(obs), "max_action_difference": max_diff,
     }
-    write_json(path.with_name(f"{path.name}.json"), info)
+    checkpoint.write_json(path.with_name(f"{path.name}.json"), info)
     return info
 
 

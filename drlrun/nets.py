@@ -18,7 +18,6 @@ from torch import nn
 
 from drlrun.config import param
 from drlrun.errors import DrlrunError
-from drlrun.optim import clip_grad_norm, make_adam  # noqa: F401  (their home before)
 from drlrun.registry import NETWORKS
 
 

@@ -17,7 +17,6 @@ saves a checkpoint there and stops with :class:`Interrupted`; ``drlrun resume=RU
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import signal
@@ -198,9 +197,7 @@ class Run:
                 raise DrlrunError(f"eval.early_stop=true, but env.id={self.env_id!r} has no reward threshold. "
                                   "Give one with eval.target_return=<return> (or env.threshold).")
             self.eval_envs = make_envs(cfg.env, self.env_id, min(cfg.eval.episodes, 16))
-            ctx = BuildContext(spec=self.spec, network=cfg.network, buffer=cfg.buffer, device=self.device,
-                               total_steps=cfg.total_steps, seed=cfg.seed)
-            self.agent: Agent = algo_cls(cfg.algo, ctx)
+            self.agent: Agent = build_agent(cfg, self.spec, self.device)
         except BaseException:
             self.close()
             raise
@@ -215,8 +212,9 @@ class Run:
             except BaseException:
                 self.close()
                 raise
+        # Without checkpoints there is no checkpoint step: only evaluations are scheduled boundaries.
         self.state = LoopState(next_log=cfg.log.interval, next_eval=_every(cfg.eval.interval),
-                               next_ckpt=_every(cfg.checkpoint.interval))
+                               next_ckpt=_every(cfg.checkpoint.interval) if cfg.checkpoint.enabled else math.inf)
         self.resume_obs: np.ndarray | None = None  # the final observations at the checkpoint resumed from
         self.start = time.perf_counter()
         self.signal: int | None = None
@@ -249,11 +247,7 @@ class Run:
         if "loop" not in runner:
             raise DrlrunError(f"Checkpoint {str(path)!r} holds no runner state (it is a 'best' checkpoint or "
                               "was written by an earlier drlrun), so the run cannot be resumed from it.")
-        try:
-            self.agent.load_state_dict(state["agent"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise DrlrunError(f"Checkpoint {str(path)!r} does not fit this run's {self.cfg.algo.name} agent: "
-                              f"{str(exc).splitlines()[0]}") from exc
+        checkpoint.load_agent_state(self.agent, state, path, self.cfg.algo.name)
         loop = dict(runner["loop"])
         loop["evals"] = [tuple(e) for e in loop["evals"]]
         self.state = LoopState(**loop)
@@ -333,11 +327,12 @@ class Run:
         previous_handlers = self._install_signal_handlers()
         try:
             while st.step < total:
-                if self.signal is not None and not saving:
+                signalled = self.signal is not None
+                if signalled and not saving:
                     raise Interrupted(f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,}; no "
                                       "checkpoint was written (checkpoint.enabled=false).", self.signal)
-                scheduled = st.step + n >= next_save
-                save_here = saving and (scheduled or self.signal is not None)
+                scheduled = st.step + n >= next_save  # an evaluation, a checkpoint or the last step
+                save_here = saving and (scheduled or signalled)
                 actions = agent.act(obs, explore=True)
                 next_obs, rewards, terminated, truncated, _ = envs.step(actions)
                 valid = ~autoreset
@@ -376,18 +371,19 @@ class Run:
                     tm.scalars(st.step, row)
                     tm.progress(st.step, sps, st.last_return, st.evals[-1][1] if st.evals else None)
 
-                evaluated = st.step >= st.next_eval or st.step >= total
-                if not (evaluated or save_here):
+                if not (scheduled or save_here):
                     continue
+                evaluated = st.step >= st.next_eval or st.step >= total
                 # Evaluation and checkpoints: side time, not training time.
                 side_start = time.perf_counter()
                 if evaluated:
                     st.next_eval += eval_every
-                    mean, _std = self._evaluate(st.step, side_start - start - st.side_seconds)
+                    train_seconds = side_start - start - st.side_seconds
+                    mean, _std = self._evaluate(st.step, train_seconds)
                     improved = mean > st.best
                     st.best = max(st.best, mean)
                     if self.threshold is not None and mean >= self.threshold and st.solved_at is None:
-                        st.solved_at, st.solved_at_seconds = st.step, round(side_start - start - st.side_seconds, 3)
+                        st.solved_at, st.solved_at_seconds = st.step, round(train_seconds, 3)
                     if improved and saving and cfg.checkpoint.save_best:
                         self.save_checkpoint("best", with_buffer=False)
                 if save_here:
@@ -395,8 +391,8 @@ class Run:
                         st.next_ckpt = st.step + ckpt_every
                     self._episodes_to_tensorboard()
                     tm.flush()  # every row up to this step is on disk before the checkpoint is
-                    st.side_seconds += time.perf_counter() - side_start
-                    side_start = time.perf_counter()
+                    now = time.perf_counter()
+                    st.side_seconds, side_start = st.side_seconds + now - side_start, now
                     self.save_checkpoint("latest", with_buffer=cfg.checkpoint.buffer, final_obs=next_obs)
                     ep_return[:] = 0.0  # the episodes in flight were cut: they are not reported
                     ep_length[:] = 0
@@ -481,15 +477,11 @@ class Run:
     def _record_video(self, step: int) -> None:
         """One evaluation episode (the first evaluation seed) to ``videos/eval-step<N>.mp4`` and to
         TensorBoard as ``eval/video``."""
-        from drlrun.video import add_to_tensorboard, fps_of, play, write_mp4
+        from drlrun.video import record
 
-        frames, _, _ = play(self.agent, self.video_env, self.cfg.seed + EVAL_SEED_OFFSET,
-                              self.cfg.eval.deterministic)
-        fps = fps_of(self.video_env)
-        write_mp4(frames, self.run_dir / "videos" / f"eval-step{step}.mp4", fps)
         assert self.telemetry is not None
-        if self.telemetry.writer is not None:
-            add_to_tensorboard(self.telemetry.writer, "eval/video", frames, fps, step)
+        record(self.agent, self.video_env, self.cfg.seed + EVAL_SEED_OFFSET, self.cfg.eval.deterministic,
+               self.run_dir / "videos" / f"eval-step{step}.mp4", self.telemetry.writer, "eval/video", step)
 
     def close(self) -> None:
         self.envs.close()
@@ -504,12 +496,15 @@ def _every(interval: int) -> float:
     return float(interval) if interval > 0 else math.inf
 
 
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    checkpoint.atomic_write(path, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
+def build_agent(cfg: RunConfig, spec: EnvSpec, device: torch.device) -> Agent:
+    """The configured algorithm's agent, before any training or checkpoint."""
+    ctx = BuildContext(spec=spec, network=cfg.network, buffer=cfg.buffer, device=device,
+                       total_steps=cfg.total_steps, seed=cfg.seed)
+    return ALGOS.get(cfg.algo.name)(cfg.algo, ctx)
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    write_json(run_dir / "summary.json", summary)
+    checkpoint.write_json(run_dir / "summary.json", summary)
 
 
 def failure_summary(cfg: Any, run_dir: Path, status: str, error: BaseException,

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from drlrun.checkpoint import atomic_write
+from drlrun.checkpoint import atomic_write, write_json
 
 # Jobs of the last sweep in this process that did not complete; the CLI exits non-zero if any.
 FAILED_JOBS: list[str] = []
@@ -87,7 +87,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = collect(sweep_dir)
-    atomic_write(sweep_dir / "sweep_summary.json", lambda f: f.write((json.dumps(rows, indent=2) + "\n").encode()))
+    write_json(sweep_dir / "sweep_summary.json", rows)
     atomic_write(sweep_dir / "sweep_summary.md", lambda f: f.write(markdown(rows).encode()))
     return rows
 

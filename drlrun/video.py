@@ -120,3 +120,15 @@ def add_to_tensorboard(writer: Any, tag: str, frames: list[np.ndarray], fps: flo
 
 def fps_of(env: gym.Env) -> float:
     return float(env.metadata.get("render_fps") or 30)
+
+
+def record(agent: Any, env: gym.Env, seed: int, deterministic: bool, path: Path, writer: Any = None,
+           tag: str = "", step: int = 0) -> float:
+    """One episode to the MP4 ``path`` and, given a TensorBoard ``writer``, as a GIF under ``tag``;
+    returns the episode's return."""
+    frames, episode_return, _ = play(agent, env, seed, deterministic)
+    fps = fps_of(env)
+    write_mp4(frames, path, fps)
+    if writer is not None:
+        add_to_tensorboard(writer, tag, frames, fps, step)
+    return episode_return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 FAST = ("total_steps=1000", "eval.episodes=1")
@@ -75,29 +77,22 @@ def finished_run(tmp_path_factory):
     return root / "run"
 
 
-def _copy_run(src, dst):
-    import shutil
-
-    shutil.copytree(src, dst)
-    return dst
-
-
 def _resume_cases():
     """(name, build(finished_run, tmp_path) -> arguments, words the error must contain)."""
     import torch
 
     def corrupt(run, tmp):
-        bad = _copy_run(run, tmp / "corrupt")
+        bad = shutil.copytree(run, tmp / "corrupt")
         (bad / "checkpoints" / "latest.pt").write_bytes(b"\x00" * 100)
         return (f"resume={bad}",)
 
     def foreign(run, tmp):
-        bad = _copy_run(run, tmp / "foreign")
+        bad = shutil.copytree(run, tmp / "foreign")
         torch.save({"weights": torch.zeros(3)}, bad / "checkpoints" / "latest.pt")
         return (f"resume={bad}",)
 
     def no_checkpoint(run, tmp):
-        bad = _copy_run(run, tmp / "nockpt")
+        bad = shutil.copytree(run, tmp / "nockpt")
         (bad / "checkpoints" / "latest.pt").unlink()
         return (f"resume={bad}",)
 

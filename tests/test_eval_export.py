@@ -16,9 +16,8 @@ import onnxruntime
 import pytest
 import torch
 from conftest import run_cli
-from hydra import compose, initialize_config_module
+from test_config import settings
 
-from drlrun.config import to_settings
 from drlrun.evaluation import load_trained
 from drlrun.export import ExportArgs, export_run, sample_observations
 from drlrun.runner import EVAL_SEED_OFFSET, train
@@ -44,9 +43,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for name, overrides in RUNS.items():
-        with initialize_config_module(config_module="drlrun.conf", version_base="1.3"):
-            cfg = to_settings(compose(config_name="config", overrides=[
-                *overrides, "eval.interval=500", "eval.episodes=2", "log.progress=false", "device=cpu"]))
+        cfg = settings(*overrides, "eval.interval=500", "eval.episodes=2", "log.progress=false", "device=cpu")
         train(cfg, root / name, progress=False)
         out[name] = root / name
     return out

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import drlrun_executable, run_cli
-from hydra import compose, initialize_config_module
+from test_config import settings as config_settings
 
 from drlrun import checkpoint
-from drlrun.config import to_settings
 from drlrun.errors import DrlrunError
 from drlrun.runner import Run, resume_settings, train
 
@@ -48,8 +47,7 @@ COMMON = ("eval.interval=1000", "eval.episodes=2", "checkpoint.interval=400", "l
 
 
 def settings(*overrides: str):
-    with initialize_config_module(config_module="drlrun.conf", version_base="1.3"):
-        return to_settings(compose(config_name="config", overrides=[*COMMON, *overrides]))
+    return config_settings(*COMMON, *overrides)
 
 
 def metrics(run_dir: Path) -> list[dict]:

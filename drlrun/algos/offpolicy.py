@@ -129,6 +129,7 @@ class ReplaySchedule:
             self.buffer.load_state_dict(state["buffer"])
         elif "counters" in state:  # a checkpoint saved with checkpoint.buffer=false: refill first
             self.refill_until = self.steps + max(self.cfg.learning_starts, self.cfg.batch_size)
+            self.last_train_step = -1  # the training schedule restarts once the buffer is refilled
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
                 terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
@@ -138,7 +139,6 @@ class ReplaySchedule:
     def update(self) -> None:
         c = self.cfg
         if self.steps < c.learning_starts or self.steps < self.refill_until:
-            self.last_train_step = -1  # the schedule (re)starts once learning begins
             return
         rounds, self.last_train_step = due(self.steps, self.last_train_step, c.train_freq)
         steps = rounds * c.gradient_steps
