@@ -48,6 +48,16 @@ class BuildContext:
     total_steps: int
     seed: int
 
+    STREAMS: ClassVar[tuple[str, ...]] = ("exploration", "replay", "minibatch", "evaluation")
+
+    def rng_seed(self, stream: str) -> int:
+        """The seed of one of the agent's independent random streams (``STREAMS``): child
+        ``STREAMS.index(stream)`` of ``numpy.random.SeedSequence(seed)``, as ``spawn`` makes them.
+        Exploration, replay sampling and minibatch order seeded with one integer would draw
+        correlated numbers; spawned children are independent."""
+        child = np.random.SeedSequence(self.seed, spawn_key=(self.STREAMS.index(stream),))
+        return int(child.generate_state(1)[0])
+
 
 class Agent(Protocol):
     """What the runner calls. Arrays are batched over the vector env's ``num_envs`` copies."""
@@ -68,7 +78,10 @@ class Agent(Protocol):
                 next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
                 valid: np.ndarray) -> None:
         """One vector step. ``valid[i]`` is False where env ``i`` only reset (Gymnasium's
-        next-step autoreset): that row is no transition and must not be learned from.
+        next-step autoreset): that row is no transition and must not be learned from, and it
+        closes env ``i``'s episode. That episode normally ended on the row before (terminated or
+        truncated); after a resume that could not rebuild an episode in flight, the invalid row
+        is the only mark of its end, at this row's ``obs`` (treat it as truncated there).
         ``next_obs`` is the true next observation, the final one where an episode ended."""
 
     def update(self) -> None:

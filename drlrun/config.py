@@ -75,8 +75,9 @@ class EnvConfig:
     id: str = param("???", help="a Gymnasium id, 'module:env-id' or 'module:EnvClass'")  # ??? = required
     num_envs: int = param(1, ge=1, help="environments stepped together in one vector env")
     vectorization: str = param("auto", choices=("auto", "native", "sync", "async"),
-                               help="auto: Gymnasium's native vector env where one exists and "
-                                    "num_envs >= 4, else sync")
+                               help="auto: sync; native: Gymnasium's own vector env (faster for "
+                                    "CartPole from 4 copies, but a resumed run starts its episodes "
+                                    "afresh); async: one process per copy")
     max_episode_steps: int | None = param(None, ge=1, help="override the episode time limit")
     threshold: float | None = param(None, help="return at which the task counts as solved; "
                                                "default: the environment's reward_threshold")

@@ -1,9 +1,13 @@
 """Environment construction: id resolution, vector envs, and the spec an agent is built from.
 
-Every vector env runs in Gymnasium's *next-step* autoreset mode, on purpose: it is the only mode
-Gymnasium's native vectorised environments (e.g. CartPole's) implement, and it hands the true
+Every vector env runs in Gymnasium's *next-step* autoreset mode, on purpose: it hands the true
 final observation back on the step that ends an episode. The price is one extra step per
 episode in which the env only resets; the runner marks that row invalid (see ``runner.py``).
+
+Every copy is wrapped in :class:`SeededEpisodes`: each episode is reset with a seed made of the
+copy's seed and the episode's number, so any episode in flight can be rebuilt later by resetting
+its copy with that seed and replaying the actions taken in it (how a resumed run continues the
+episodes its checkpoint interrupted, without ever cutting them).
 """
 
 from __future__ import annotations
@@ -22,7 +26,71 @@ from drlrun.agent import EnvSpec
 from drlrun.config import EnvConfig
 from drlrun.errors import DrlrunError, choices_hint
 
-NATIVE_MIN_ENVS = 4
+RESTORE = "drlrun_restore"  # the reset option that rebuilds episodes in flight (SeededEpisodes)
+
+
+def episode_seed(base: int, episode: int) -> int:
+    """The reset seed of episode number ``episode`` of an env copy whose own seed is ``base``."""
+    return int(np.random.SeedSequence([base, episode]).generate_state(1)[0])
+
+
+def copy_seeds(seed: int, num_envs: int) -> list[int]:
+    """One seed per env copy, from the run's seed and the copy's index: runs with neighbouring
+    seeds share no copy seeds (``seed + i`` would give seed 1's copy 0 the episodes of seed 0's
+    copy 1)."""
+    return [int(s) for s in np.random.SeedSequence([seed, num_envs]).generate_state(num_envs)]
+
+
+def reset_seed(envs: gym.vector.VectorEnv, seed: int) -> int | list[int]:
+    """What ``envs.reset(seed=...)`` takes for a run seed: one seed per copy (:func:`copy_seeds`),
+    or the seed itself for a native vector env, whose copies share one RNG."""
+    return copy_seeds(seed, envs.num_envs) if getattr(envs, "drlrun_copies", False) else seed
+
+
+class SeededEpisodes(gym.Wrapper):
+    """Resets every episode with :func:`episode_seed` of the copy's seed and the episode number.
+
+    A reset with a seed (the runner's first reset, or an evaluation's) starts the copy's episode
+    count at 0; an autoreset (no seed) starts the next episode. Since a Gymnasium env is
+    deterministic given its reset seed and its actions, this makes every episode repeatable.
+
+    ``reset(seed=s, options={RESTORE: {s: (episode, actions, ended)}})`` rebuilds an episode in
+    flight: it resets with that episode's seed and replays ``actions``. ``ended`` says the
+    episode had just ended: the copy's next ``step`` then only starts the next episode and
+    returns its first observation, as a next-step autoreset does.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.base: int | None = None
+        self.episode = 0
+        self.reset_next = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        restore = None
+        if options and RESTORE in options:
+            options = dict(options)
+            restore = options.pop(RESTORE).get(seed)
+        self.reset_next = False
+        if seed is not None:
+            self.base, self.episode = int(seed), 0
+        elif self.base is None:  # never seeded: plain Gymnasium behaviour
+            return self.env.reset(options=options)
+        else:
+            self.episode += 1
+        if restore is None:
+            return self.env.reset(seed=episode_seed(self.base, self.episode), options=options)
+        self.episode, actions, self.reset_next = int(restore[0]), restore[1], bool(restore[2])
+        obs, info = self.env.reset(seed=episode_seed(self.base, self.episode), options=options)
+        for action in actions:
+            obs, _reward, _terminated, _truncated, info = self.env.step(action)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        if self.reset_next:  # a rebuilt episode that had ended: this step is its autoreset
+            obs, info = self.reset()
+            return obs, 0.0, False, False, info
+        return self.env.step(action)
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -78,10 +146,10 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
     kwargs = env_kwargs(cfg)
     mode = cfg.vectorization
     if mode == "auto":
-        # Measured on CartPole: the native vector env costs ~26 us a step whatever num_envs is,
-        # the sync one ~10 us per copy, so native wins from about 3 copies up.
-        native = spec.vector_entry_point is not None and num_envs >= NATIVE_MIN_ENVS
-        mode = "vector_entry_point" if native else "sync"
+        # Copies of their own (sync), wrapped in SeededEpisodes: the only way to rebuild the
+        # episodes in flight when a run resumes. A native vector env (CartPole's) is faster from
+        # about 4 copies, but its copies share one RNG and cannot be replayed one by one.
+        mode = "sync"
     elif mode == "native":
         if spec.vector_entry_point is None:
             raise DrlrunError(f"env.vectorization=native: env.id={env_id!r} has no native vector env. "
@@ -90,7 +158,9 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
     vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     # Async workers must leave Ctrl-C/SIGTERM to the runner (which checkpoints, then closes them):
     # a terminal sends SIGINT to the whole process group.
-    wrappers = [_ignore_stop_signals] if mode == "async" else None
+    wrappers: list[Any] | None = None
+    if mode != "vector_entry_point":
+        wrappers = [SeededEpisodes, _ignore_stop_signals] if mode == "async" else [SeededEpisodes]
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs,
                             wrappers=wrappers, **kwargs)
@@ -101,6 +171,7 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
         ) from exc
     except Exception as exc:  # an env constructor may reject env.kwargs with any exception
         raise DrlrunError(f"Could not create env.id={env_id!r} with env.kwargs={cfg.kwargs}: {exc}") from exc
+    envs.drlrun_copies = mode != "vector_entry_point"  # copies of their own, in SeededEpisodes
     mode_used = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if mode_used != AutoresetMode.NEXT_STEP:
         envs.close()

@@ -1,4 +1,4 @@
-"""``drlrun-eval RUN_DIR [checkpoint=best|last|PATH] [episodes=N] [deterministic=true] [seed=S]
+"""``drlrun-eval RUN_DIR [checkpoint=last|best|PATH] [episodes=N] [deterministic=true] [seed=S]
 [video=true] [render=human]``: evaluate a trained agent on fresh seeds, watch it, record it.
 
 The agent is rebuilt from the run's own saved configuration (``.hydra/config.yaml``, or the
@@ -32,11 +32,13 @@ EVAL_CLI_SEED_OFFSET = 2_000_006  # drlrun-eval's default seeds: neither trainin
 class EvalArgs:
     """The ``key=value`` arguments of drlrun-eval."""
 
-    checkpoint: str = param("best", help="best, last, or the path of a checkpoint file")
+    checkpoint: str = param("last", help="last (the policy training ended with, which the run's final "
+                             "evaluation scored), best (its best evaluation), or a checkpoint file")
     episodes: int = param(10, ge=1, help="episodes to evaluate")
     deterministic: bool = param(True, help="the most likely action (true) or a sampled one (false)")
-    seed: int | None = param(None, ge=0, help="seed of the first episode; default: fresh seeds, used "
-                                               "neither in training nor in its evaluations")
+    seed: int | None = param(None, ge=0, help="the evaluation's seed, from which every episode's is made; "
+                                               "default: fresh seeds, used neither in training nor in its "
+                                               "evaluations (the run's seed + 1000003 repeats its evaluations)")
     device: str = param("cpu", help="cpu, cuda, cuda:N or auto")
     video: bool = param(False, help="record episodes to MP4 files in RUN_DIR/videos")
     video_episodes: int = param(1, ge=1, help="episodes to record with video=true")
@@ -87,7 +89,7 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return Path(which).expanduser()
 
 
-def load_trained(run_dir: Path, which: str = "best", device: str = "cpu") -> Trained:
+def load_trained(run_dir: Path, which: str = "last", device: str = "cpu") -> Trained:
     """Rebuild the run's agent and load the checkpoint ``which`` (best, last, or a path) into it."""
     from drlrun.envs import describe, make_envs, resolve_env_id
     from drlrun.runner import build_agent, checkpoint_header, resolve_device

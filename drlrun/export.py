@@ -1,4 +1,4 @@
-"""``drlrun-export RUN_DIR [format=export|torchscript|onnx] [checkpoint=best|last|PATH]
+"""``drlrun-export RUN_DIR [format=export|torchscript|onnx] [checkpoint=last|best|PATH]
 [output=PATH]``: the trained policy as one standalone file, usable without drlrun.
 
 The file maps a float32 batch of raw observations ``[batch, *obs_shape]`` to the actions a
@@ -45,7 +45,8 @@ class ExportArgs:
     format: str = param("export", choices=("export", "torchscript", "onnx"),
                         help="export: a torch.export program (.pt2); torchscript: TorchScript (.pt, also for "
                              "LibTorch in C++; deprecated by torch); onnx: ONNX (.onnx)")
-    checkpoint: str = param("best", help="best, last, or the path of a checkpoint file")
+    checkpoint: str = param("last", help="last (the policy training ended with, which the run's final "
+                             "evaluation scored), best (its best evaluation), or a checkpoint file")
     output: str | None = param(None, help="the file to write; default RUN_DIR/export/policy.<pt|pt2|onnx>")
     debug: bool = param(False, help="show Python tracebacks for errors")
 

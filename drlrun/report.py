@@ -58,6 +58,8 @@ COMPONENT_NAME_KEYS = {"algo": "algo.name", "env": "env.id", "network": "network
                        "buffer": "buffer.name"}
 SHORT_NAMES = {v: k for k, v in COMPONENT_NAME_KEYS.items()}
 MISSING = "<unset>"
+# What summary.json records of the machine (drlrun.runner.machine): part of a group's identity.
+MACHINE_KEYS = ("cpu", "numeric_path", "gpu")
 
 RUN_DIR_HINT = ("A run directory is what `drlrun` writes for each run (outputs/<date>/<time>_..., "
                 "or a job directory of a sweep under outputs/multirun/<date>/<time>/): it holds "
@@ -375,6 +377,9 @@ def read_run(path: Path) -> Run:
         source = summary or {}
         config = {"algo.name": source.get("algo", "unknown-algo"),
                   "env.id": source.get("env", "unknown-env")}
+    for key in MACHINE_KEYS:  # the same seed learns differently on another CPU or numeric path
+        if summary and key in summary:
+            config[f"machine.{key}"] = summary[key]
     return Run(path, config, summary, evals, notes)
 
 
@@ -604,13 +609,26 @@ def _markdown_table(headers: Sequence[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def machines(runs: list[Run]) -> list[str]:
+    """Each CPU model and numeric path (and GPU) the runs were measured on, once."""
+    seen = []
+    for run in runs:
+        values = [run.config.get(f"machine.{key}") for key in MACHINE_KEYS]
+        if values[0] is not None:
+            cpu, path, gpu = values
+            seen.append(f"{cpu} ({path})" + (f", {gpu}" if gpu else ""))
+    return list(dict.fromkeys(seen))
+
+
 def write_markdown(path: Path, title: str, rows: list[list[str]], excluded: list[list[str]],
-                   images: list[tuple[str, Path]]) -> None:
+                   images: list[tuple[str, Path]], measured_on: list[str]) -> None:
     lines = [f"# {title}", "",
              "Final return: mean over completed seeds of each run's final evaluation; 95% CI: "
              "percentile bootstrap of that mean (10,000 resamples); IQM: interquartile mean; "
              "success: final return >= threshold; time to solve: training seconds (evaluation "
              "excluded) to the first evaluation >= threshold, median over the runs that did.", ""]
+    if measured_on:
+        lines += [f"Measured on: {'; '.join(measured_on)} (CPU model and numeric path).", ""]
     lines += _markdown_table(TABLE_HEADERS, rows)
     if excluded:
         lines += ["", "## Runs not in the statistics", ""]
@@ -785,6 +803,9 @@ def report(args: argparse.Namespace, out: Console, err: Console) -> int:
     for row in rows:
         table.add_row(*map(escape, row))
     out.print(table)
+    measured_on = machines(runs)
+    if measured_on:
+        out.print(f"Measured on: {'; '.join(measured_on)}", markup=False, highlight=False, soft_wrap=True)
     if excluded:
         listing = Table(title="Runs not in the statistics", title_justify="left")
         for header in EXCLUDED_HEADERS:
@@ -802,7 +823,7 @@ def report(args: argparse.Namespace, out: Console, err: Console) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         images = plot_curves(groups, bands, thresholds, out_dir, args.x_axis)
         write_csv(out_dir / "report.csv", groups, stats)
-        write_markdown(out_dir / "report.md", title, rows, excluded, images or [])
+        write_markdown(out_dir / "report.md", title, rows, excluded, images or [], measured_on)
     except OSError as exc:
         raise DrlrunError(f"Cannot write the report to '{out_dir}': {exc.strerror or exc}. "
                           "Choose another directory with --out DIR.") from exc

@@ -10,17 +10,24 @@ an episode at step t, step t returns the real final observation (so truncated ep
 bootstrapped from it and terminated ones are not), and step t + 1 only resets env ``i``: its
 action is ignored and its row is passed to the agent with ``valid[i] = False``.
 
-Checkpoints and resume: see :meth:`Run.train`. Ctrl-C or SIGTERM finishes the current step,
-saves a checkpoint there and stops with :class:`Interrupted`; ``drlrun resume=RUN_DIR`` goes on.
+Nothing but the algorithm's own settings changes what is learned: evaluation runs on its own
+envs with the global RNG states put back afterwards, and a checkpoint records the episodes in
+flight (``episodes.py``) instead of cutting them. Checkpoints and resume: see :meth:`Run.train`.
+Ctrl-C or SIGTERM finishes the current step, saves a checkpoint there and stops with
+:class:`Interrupted`; ``drlrun resume=RUN_DIR`` goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import platform
 import random
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +42,12 @@ from drlrun.envs import (
     check_action_space,
     describe,
     make_envs,
+    reset_seed,
     resolve_env_id,
     slug,
     solved_threshold,
 )
+from drlrun.episodes import EpisodesInFlight
 from drlrun.errors import DrlrunError
 from drlrun.pruning import Pruned, trial_from_env
 from drlrun.registry import ALGOS
@@ -64,6 +73,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def machine(device: torch.device) -> dict[str, str]:
+    """Where a run's numbers come from: the CPU model and the numeric path torch takes on it (its
+    vector instruction set, and MKL's where it is capped), plus the GPU for CUDA runs. The same
+    seed follows another trajectory on another path, so results name it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    path = torch.backends.cpu.get_cpu_capability()
+    if os.environ.get("MKL_ENABLE_INSTRUCTIONS"):
+        path += f", MKL {os.environ['MKL_ENABLE_INSTRUCTIONS']}"
+    out = {"cpu": cpu, "numeric_path": path}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -85,7 +115,7 @@ def evaluate(agent: Agent, envs: Any, episodes: int, seed: int, deterministic: b
     autoreset = np.zeros(n, dtype=bool)
     returns: list[float] = []
     lengths: list[int] = []
-    obs, _ = envs.reset(seed=seed)
+    obs, _ = envs.reset(seed=reset_seed(envs, seed))
     while (done_count < quota).any():
         actions = agent.act(obs, explore=False, deterministic=deterministic)
         obs, rewards, terminated, truncated, _ = envs.step(actions)
@@ -135,13 +165,6 @@ class LoopState:
     resumes: int = 0
 
 
-def boundary_seed(seed: int, step: int) -> int:
-    """The seed the training envs are reset with at the checkpoint of ``step``: a function of the
-    run's seed and the step only, so a resumed run re-seeds them exactly as the uninterrupted
-    run did at the same step."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
-
-
 def rng_state() -> dict[str, Any]:
     """Python's, numpy's and torch's global RNG states, as values ``weights_only`` loading takes."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
@@ -159,6 +182,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Python's, numpy's and torch's global RNGs are as they were before the block: evaluation
+    and video (a stochastic policy samples from torch's global generator) do not move training's."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def checkpoint_header(cfg: RunConfig, env_id: str, spec: EnvSpec) -> dict[str, Any]:
@@ -212,10 +246,14 @@ class Run:
             except BaseException:
                 self.close()
                 raise
-        # Without checkpoints there is no checkpoint step: only evaluations are scheduled boundaries.
+        # Without checkpoints there is no checkpoint step: only evaluations are scheduled.
         self.state = LoopState(next_log=cfg.log.interval, next_eval=_every(cfg.eval.interval),
                                next_ckpt=_every(cfg.checkpoint.interval) if cfg.checkpoint.enabled else math.inf)
-        self.resume_obs: np.ndarray | None = None  # the final observations at the checkpoint resumed from
+        spec = self.spec
+        discrete = spec.action_kind == "discrete"
+        self.flight = EpisodesInFlight(self.envs.num_envs, () if discrete else spec.action_shape,
+                                       np.int64 if discrete else np.float32)
+        self.resume_obs: np.ndarray | None = None  # the observations at the checkpoint resumed from
         self.start = time.perf_counter()
         self.signal: int | None = None
         # The agent's metrics as of the checkpoint resumed from: logged until it reports new ones,
@@ -226,17 +264,18 @@ class Run:
     def header(self) -> dict[str, Any]:
         return checkpoint_header(self.cfg, self.env_id, self.spec)
 
-    def save_checkpoint(self, name: str, *, with_buffer: bool, final_obs: np.ndarray | None = None) -> None:
-        """``checkpoints/<name>.pt``. ``latest`` also holds what resuming needs: the runner's
-        counters, the global RNG states and the final observations of the cut episodes."""
+    def save_checkpoint(self, name: str, *, with_buffer: bool, obs: np.ndarray | None = None) -> None:
+        """``checkpoints/<name>.pt``. ``latest`` (given ``obs``, the observations the agent acts on
+        next) also holds what resuming needs: the runner's counters, the global RNG states and
+        the episodes in flight."""
         st = self.state
         header = self.header() | {"step": st.step, "config": flatten(self.cfg),
                                   "settings": dataclasses.asdict(self.cfg)}
         runner: dict[str, Any] = {"step": st.step, "episodes": st.episodes}
-        if final_obs is not None:
+        if obs is not None:
             st.seconds = time.perf_counter() - self.start
-            runner.update(loop=dataclasses.asdict(st), rng=rng_state(), final_obs=torch.tensor(final_obs),
-                          agent_metrics=self.agent.metrics())
+            runner.update(loop=dataclasses.asdict(st), rng=rng_state(), obs=torch.tensor(obs),
+                          in_flight=self.flight.state_dict(), agent_metrics=self.agent.metrics())
         state = {"agent": self.agent.state_dict(with_buffer=with_buffer), "runner": runner}
         checkpoint.save(self.ckpt_dir / f"{name}.pt", header, state)
 
@@ -244,9 +283,10 @@ class Run:
         """Continue from a ``latest`` checkpoint (see :meth:`train` on how this stays exact)."""
         checkpoint.check_header(path, header, self.header())
         runner = state.get("runner", {})
-        if "loop" not in runner:
-            raise DrlrunError(f"Checkpoint {str(path)!r} holds no runner state (it is a 'best' checkpoint or "
-                              "was written by an earlier drlrun), so the run cannot be resumed from it.")
+        if "loop" not in runner or "in_flight" not in runner:
+            raise DrlrunError(f"Checkpoint {str(path)!r} holds no runner state for this drlrun (it is a 'best' "
+                              "checkpoint or was written by an earlier drlrun), so the run cannot be resumed "
+                              "from it.")
         checkpoint.load_agent_state(self.agent, state, path, self.cfg.algo.name)
         loop = dict(runner["loop"])
         loop["evals"] = [tuple(e) for e in loop["evals"]]
@@ -255,21 +295,40 @@ class Run:
         saved_interval = header.get("settings", {}).get("checkpoint", {}).get("interval")
         if saved_interval != self.cfg.checkpoint.interval:  # resumed with another checkpoint.interval
             self.state.next_ckpt = self.state.step + _every(self.cfg.checkpoint.interval)
-        self.resume_obs = runner["final_obs"].numpy()
+        self.resume_obs = runner["obs"].numpy()
+        self.flight.load_state_dict(runner["in_flight"])
         self.carried_metrics = dict(runner.get("agent_metrics", {}))
         set_rng_state(runner["rng"])
 
-    def cross_boundary(self, final_obs: np.ndarray) -> np.ndarray:
-        """After a checkpoint: reset every training env with :func:`boundary_seed` and hand the
-        agent the reset row Gymnasium's autoreset would have produced (``valid`` False, action
-        ignored), so that the agent's storage sees the cut episodes end as at a time limit."""
-        n = self.envs.num_envs
-        obs, _ = self.envs.reset(seed=boundary_seed(self.cfg.seed, self.state.step))
-        actions = self.agent.act(final_obs, explore=True)
-        no = np.zeros(n, dtype=bool)
-        self.agent.observe(final_obs, actions, np.zeros(n), obs, no, no, no)
-        self.agent.update()
-        return obs
+    def rebuild_episodes(self) -> np.ndarray:
+        """Put every training env back in the episode it was in at the checkpoint: reset it with
+        the episode's seed and replay the actions taken in it (``envs.SeededEpisodes``), then
+        check that it reached the saved observation. An env that does not (its dynamics depend
+        on something besides its seed and actions, or it is a native vector env whose copies
+        cannot be replayed one by one) is named, and starts its next episode on the next step;
+        the unfinished episode is not reported. Returns the observations the agent acts on."""
+        envs, flight, saved = self.envs, self.flight, self.resume_obs
+        assert saved is not None
+        if getattr(envs, "drlrun_copies", False):
+            seeds = reset_seed(envs, self.cfg.seed)
+            obs, _ = envs.reset(seed=seeds, options=flight.restore_options(seeds))
+            lost = np.flatnonzero([not np.array_equal(obs[i], saved[i]) for i in range(envs.num_envs)])
+            if len(lost):  # back to the start of their episodes, to begin the next one on the next step
+                mask = np.zeros(envs.num_envs, dtype=bool)
+                mask[lost] = True
+                envs.reset(seed=seeds, options={"reset_mask": mask, **flight.start_afresh(seeds, lost)})
+        else:
+            lost = np.arange(envs.num_envs)
+            envs.reset(seed=reset_seed(envs, self.cfg.seed + self.state.step))  # a native vector env
+            flight.ended[:] = True
+        if len(lost):
+            assert self.telemetry is not None
+            self.telemetry.message(
+                f"[yellow]Resume: the episode in flight in training env(s) {', '.join(map(str, lost))} could not be "
+                "rebuilt from its reset seed and actions (the environment is not deterministic given them, or "
+                "env.vectorization=native), so it is dropped and a new one starts: from here on this run is not "
+                "identical to one that was never interrupted.")
+        return saved
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -295,35 +354,31 @@ class Run:
     def train(self) -> dict[str, Any]:
         """Train to ``total_steps``.
 
-        Checkpoints and exact resume: every ``latest`` checkpoint is written at a *boundary*. On
-        the step before it, every episode in flight is handed to the agent as truncated (so it
-        is bootstrapped, as at a time limit, and not reported as an episode); after it the envs
-        are reset with :func:`boundary_seed` (:meth:`cross_boundary`). An environment's internal
-        state cannot be saved in general (Box2D worlds, user envs), but a reset with a known seed
-        can be repeated: a run resumed from the checkpoint makes the same reset, so with the
-        agent, counters and RNG states restored it continues exactly as the uninterrupted run.
+        Checkpoints and exact resume: a ``latest`` checkpoint cuts nothing. It holds the agent,
+        the runner's counters, the global RNG states and the episodes in flight (each env's
+        episode number and the actions taken in it; ``episodes.py``). An environment's internal
+        state cannot be saved in general (Box2D worlds, user envs), but every episode is reset
+        with a seed made of the env's seed and the episode's number (``envs.SeededEpisodes``),
+        so a resumed run rebuilds each episode by replaying its actions
+        (:meth:`rebuild_episodes`) and continues exactly as the uninterrupted run.
         """
-        cfg, agent, envs, tm, st = self.cfg, self.agent, self.envs, self.telemetry, self.state
+        cfg, agent, envs, tm, st, flight = self.cfg, self.agent, self.envs, self.telemetry, self.state, self.flight
         assert tm is not None
         n = envs.num_envs
         total = cfg.total_steps
         saving = cfg.checkpoint.enabled
         eval_every, ckpt_every = _every(cfg.eval.interval), _every(cfg.checkpoint.interval)
-        ep_return = np.zeros(n, dtype=np.float64)
-        ep_length = np.zeros(n, dtype=np.int64)
-        autoreset = np.zeros(n, dtype=bool)
-        cut = np.ones(n, dtype=bool)
         early_stopped = False
-        next_save = min(st.next_eval, st.next_ckpt, total)  # the next scheduled boundary
+        next_save = min(st.next_eval, st.next_ckpt, total)  # the next evaluation, checkpoint or the end
 
         self.start = start = time.perf_counter() - st.seconds
         last_log_time, last_log_step = time.perf_counter(), st.step
         trial = trial_from_env()  # inside an Optuna sweep: report evaluations, obey the pruner
         if self.resume_obs is not None:
             tm.message(f"Resuming {self.run_dir} at step {st.step:,} of {total:,}.")
-            obs = self.cross_boundary(self.resume_obs) if st.step < total else self.resume_obs
+            obs = self.rebuild_episodes() if st.step < total else self.resume_obs
         else:
-            obs, _ = envs.reset(seed=cfg.seed)
+            obs, _ = envs.reset(seed=reset_seed(envs, cfg.seed))
         previous_handlers = self._install_signal_handlers()
         try:
             while st.step < total:
@@ -331,24 +386,17 @@ class Run:
                 if signalled and not saving:
                     raise Interrupted(f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,}; no "
                                       "checkpoint was written (checkpoint.enabled=false).", self.signal)
-                scheduled = st.step + n >= next_save  # an evaluation, a checkpoint or the last step
-                save_here = saving and (scheduled or signalled)
                 actions = agent.act(obs, explore=True)
                 next_obs, rewards, terminated, truncated, _ = envs.step(actions)
-                valid = ~autoreset
-                agent.observe(obs, actions, rewards, next_obs, terminated, cut if save_here else truncated, valid)
+                agent.observe(obs, actions, rewards, next_obs, terminated, truncated, flight.valid)
                 st.step += n
-                ep_return += rewards
-                ep_length += valid
                 ended = terminated | truncated
+                flight.step(actions, rewards, ended)
                 if ended.any():
                     for i in np.flatnonzero(ended):
                         st.pending_steps.append(st.step)
-                        st.pending_returns.append(float(ep_return[i]))
-                        st.pending_lengths.append(int(ep_length[i]))
-                    ep_return[ended] = 0.0
-                    ep_length[ended] = 0
-                autoreset = ended
+                        st.pending_returns.append(float(flight.returns[i]))
+                        st.pending_lengths.append(int(flight.length[i]))
                 obs = next_obs
                 agent.update()
 
@@ -371,6 +419,8 @@ class Run:
                     tm.scalars(st.step, row)
                     tm.progress(st.step, sps, st.last_return, st.evals[-1][1] if st.evals else None)
 
+                scheduled = st.step >= next_save  # an evaluation, a checkpoint or the last step
+                save_here = saving and (scheduled or signalled)
                 if not (scheduled or save_here):
                     continue
                 evaluated = st.step >= st.next_eval or st.step >= total
@@ -387,15 +437,13 @@ class Run:
                     if improved and saving and cfg.checkpoint.save_best:
                         self.save_checkpoint("best", with_buffer=False)
                 if save_here:
-                    if scheduled:  # (a boundary made for Ctrl-C shifts no later checkpoint)
+                    if scheduled:  # (a checkpoint made for Ctrl-C shifts no later one)
                         st.next_ckpt = st.step + ckpt_every
                     self._episodes_to_tensorboard()
                     tm.flush()  # every row up to this step is on disk before the checkpoint is
                     now = time.perf_counter()
                     st.side_seconds, side_start = st.side_seconds + now - side_start, now
-                    self.save_checkpoint("latest", with_buffer=cfg.checkpoint.buffer, final_obs=next_obs)
-                    ep_return[:] = 0.0  # the episodes in flight were cut: they are not reported
-                    ep_length[:] = 0
+                    self.save_checkpoint("latest", with_buffer=cfg.checkpoint.buffer, obs=next_obs)
                 st.side_seconds += time.perf_counter() - side_start
                 next_save = min(st.next_eval, st.next_ckpt, total)
                 if evaluated:
@@ -407,13 +455,11 @@ class Run:
                         tm.message(f"[green]Early stop at step {st.step:,}: evaluation {mean:.1f} >= "
                                    f"{self.threshold:g}.")
                         break
-                if save_here and st.step < total:
-                    if self.signal is not None:  # (a signal during an evaluation is handled on the next step)
-                        raise Interrupted(
-                            f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,} of {total:,}; "
-                            f"checkpoint saved. Continue with: drlrun resume={self.run_dir}", self.signal)
-                    obs = self.cross_boundary(next_obs)
-                    autoreset[:] = False
+                if save_here and st.step < total and self.signal is not None:
+                    # (a signal during an evaluation is handled on the next step)
+                    raise Interrupted(
+                        f"Stopped by {signal.Signals(self.signal).name} at step {st.step:,} of {total:,}; "
+                        f"checkpoint saved. Continue with: drlrun resume={self.run_dir}", self.signal)
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
@@ -429,7 +475,7 @@ class Run:
             "final_return_mean": final_mean, "final_return_std": final_std, "final_eval_step": final_step,
             "best_return_mean": st.best, "threshold": self.threshold, "solved_at_step": st.solved_at,
             "solved_at_seconds": st.solved_at_seconds, "resumes": st.resumes,
-            "device": str(self.device), "run_dir": str(self.run_dir),
+            "device": str(self.device), **machine(self.device), "run_dir": str(self.run_dir),
         }
         tm.scalars(st.step, {"charts/SPS": summary["steps_per_second"]})
         tm.hparams(flatten(cfg), {"hparams/final_return_mean": final_mean,
@@ -460,8 +506,9 @@ class Run:
 
     def _evaluate(self, step: int, train_seconds: float) -> tuple[float, float]:
         cfg = self.cfg
-        returns, lengths = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
-                                    cfg.seed + EVAL_SEED_OFFSET, cfg.eval.deterministic)
+        with rng_untouched():
+            returns, lengths = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
+                                        cfg.seed + EVAL_SEED_OFFSET, cfg.eval.deterministic)
         mean, std = float(returns.mean()), float(returns.std())
         self.state.evals.append((step, mean, std))
         assert self.telemetry is not None
@@ -471,7 +518,8 @@ class Run:
         if not self.telemetry.live:
             self.telemetry.message(f"step {step:>9,}  eval return {mean:8.1f} +/- {std:.1f}")
         if self.video_env is not None and len(self.state.evals) % cfg.eval.video_every == 0:
-            self._record_video(step)
+            with rng_untouched():
+                self._record_video(step)
         return mean, std
 
     def _record_video(self, step: int) -> None:

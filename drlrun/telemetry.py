@@ -17,6 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+# Tags TensorBoard gets once per finished episode, at the step it ended (CleanRL's names).
+EPISODE_TAGS = ("charts/episodic_return", "charts/episodic_length")
+
 
 class Telemetry:
     """TensorBoard writer + ``metrics.jsonl`` + progress bar for one run directory."""
@@ -61,18 +64,21 @@ class Telemetry:
         clean = {k: float(v) for k, v in values.items()}
         if self.writer is not None:
             for tag, value in clean.items():
-                self.writer.add_scalar(tag, value, step)
+                if tag not in EPISODE_TAGS:  # TensorBoard has every episode at its own step already
+                    self.writer.add_scalar(tag, value, step)
         row = {"step": step, "wall_time": round(time.perf_counter() - self._start, 4)}
         row.update({k: (v if math.isfinite(v) else None) for k, v in clean.items()})
         self._metrics_file.write(json.dumps(row) + "\n")
 
     def episodes(self, steps: list[int], returns: list[float], lengths: list[int]) -> None:
-        """Each finished episode as a TensorBoard point at the step it ended."""
+        """Each finished episode as a TensorBoard point at the step it ended (the metrics file
+        has their mean per log row instead)."""
         if self.writer is None:
             return
+        return_tag, length_tag = EPISODE_TAGS
         for step, ret, length in zip(steps, returns, lengths, strict=True):
-            self.writer.add_scalar("charts/episodic_return", ret, step)
-            self.writer.add_scalar("charts/episodic_length", length, step)
+            self.writer.add_scalar(return_tag, ret, step)
+            self.writer.add_scalar(length_tag, length, step)
 
     def progress(self, step: int, sps: float, last_return: float | None, last_eval: float | None) -> None:
         if self._progress is not None:

@@ -161,3 +161,24 @@ def test_adam_is_torchs_fused_adam_bit_for_bit_and_shares_its_state_dict():
     assert all(torch.equal(a, b) for a, b in zip(before, ours.exp_avgs, strict=True))  # nothing half-loaded
     ours.load_state_dict({"state": {0: torchs["state"][0]}, "param_groups": torchs["param_groups"]})
     assert sorted(ours.state_dict()["state"]) == [0] and not ours.exp_avgs[1].any()  # the whole state replaced
+
+
+def test_an_agents_random_streams_are_independent_children_of_its_seed():
+    ctx = BuildContext(DISCRETE, MLPConfig(hidden_sizes=[8]), UniformConfig(capacity=64), torch.device("cpu"), 1000, 7)
+    seeds = [ctx.rng_seed(stream) for stream in BuildContext.STREAMS]
+    assert len(set(seeds)) == len(seeds) and 7 not in seeds
+    spawned = np.random.SeedSequence(7).spawn(len(seeds))  # exactly what SeedSequence.spawn gives
+    assert seeds == [int(child.generate_state(1)[0]) for child in spawned]
+    dqn = build("dqn", DISCRETE)
+    draws = [dqn.rng.random(8), dqn.buffer.rng.random(8), dqn.eval_rng.random(8)]
+    assert not np.array_equal(draws[0], draws[1]) and not np.array_equal(draws[0], draws[2])
+    ppo = build("ppo", DISCRETE)
+    order = torch.randperm(16, generator=ppo.generator)
+    assert not torch.equal(order, torch.randperm(16, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_noisy_evaluation_does_not_draw_from_the_exploration_stream():
+    dqn = build("dqn", DISCRETE)
+    before = dqn.rng.bit_generator.state
+    dqn.act(np.zeros((2, 3), np.float32), explore=False, deterministic=False)
+    assert dqn.rng.bit_generator.state == before

@@ -168,3 +168,22 @@ def test_a_training_round_draws_its_minibatches_at_once_only_from_uniform_replay
         agent.update()
         assert [len(b.indices) for b in agent.batches] == [5, 5, 5]
     assert draws == [15, 5, 5, 5]  # uniform: one draw of 3 x 5; prioritized: three, one per step
+
+
+def test_an_n_step_window_stops_before_an_autoreset_row_that_follows_no_episode_end():
+    # After a resume that could not rebuild an episode, the autoreset row (4) follows an unfinished
+    # step (3): the window from row 2 takes rows 2 and 3 only and bootstraps from row 4's
+    # observation (the cut step's true next observation), never from the next episode's rows.
+    rows = [(0.0, 1.0, 1.0, False, False, True), (1.0, 1.0, 2.0, False, False, True),
+            (2.0, 1.0, 3.0, False, False, True), (3.0, 2.0, 4.0, False, False, True),
+            (4.0, 0.0, 30.0, False, False, False), (30.0, 7.0, 31.0, False, False, True),
+            (31.0, 7.0, 32.0, False, False, True)]
+    buf = ReplayBuffer(UniformConfig(capacity=100), SPEC, gamma=0.5, n_step=3, device=torch.device("cpu"), seed=0,
+                       total_steps=1000)
+    for obs, rew, nxt, term, trunc, valid in rows:
+        buf.add(np.array([[obs]], np.float32), np.array([1]), np.array([rew]), np.array([[nxt]], np.float32),
+                np.array([term]), np.array([trunc]), np.array([valid]))
+    b = gather(buf, [1, 2, 3])
+    assert b.returns.tolist() == pytest.approx([1 + 0.5 * 1 + 0.25 * 2, 1 + 0.5 * 2, 2.0])
+    assert b.next_obs[:, 0].tolist() == [4.0, 4.0, 4.0]
+    assert b.discounts.tolist() == pytest.approx([0.125, 0.25, 0.5])

@@ -23,8 +23,10 @@ def test_a_small_run_writes_everything_a_user_expects(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = read_summary(run_dir)
     for key in ("algo", "env", "seed", "status", "total_steps", "wall_seconds", "steps_per_second",
-                "final_return_mean", "final_return_std", "best_return_mean", "solved_at_step"):
+                "final_return_mean", "final_return_std", "best_return_mean", "solved_at_step", "cpu",
+                "numeric_path"):
         assert key in summary
+    assert summary["numeric_path"] and summary["numeric_path"].split(",")[0].isupper()  # e.g. AVX2, DEFAULT
     assert (summary["algo"], summary["env"], summary["status"], summary["total_steps"]) == ("dqn", "CartPole-v1", "completed", 2000)
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "latest.pt").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()

@@ -108,10 +108,10 @@ def test_drlrun_eval_matches_the_runs_own_final_evaluation(cli, tmp_path):
     report = json.loads((run / "eval.json").read_text())
     assert report["return_mean"] == pytest.approx(final_eval["eval/return_mean"])
     assert len(report["returns"]) == 4 and report["checkpoint_step"] == 4000
-    fresh = run_cli(str(run), "episodes=3", cwd=tmp_path, exe="drlrun-eval")  # best, fresh seeds
+    fresh = run_cli(str(run), "episodes=3", cwd=tmp_path, exe="drlrun-eval")  # last, fresh seeds
     assert fresh.returncode == 0, fresh.stderr
     report = json.loads((run / "eval.json").read_text())
-    assert report["seed"] != seed and len(report["lengths"]) == 3 and report["checkpoint"].endswith("best.pt")
+    assert report["seed"] != seed and len(report["lengths"]) == 3 and report["checkpoint"].endswith("latest.pt")
 
 
 def test_video_to_mp4_and_tensorboard(runs, tmp_path):

@@ -131,7 +131,7 @@ def config(lr: float, seed: int, **top: object) -> dict:
 
 
 def write_run(run_dir: Path, cfg: dict, returns: list[float], seconds_per_eval: float, *,
-              status: str | None = "completed", error: str | None = None) -> None:
+              status: str | None = "completed", error: str | None = None, machine: dict | None = None) -> None:
     """A run directory: evaluations every 1000 steps taking ``seconds_per_eval`` training
     seconds each; ``status=None`` leaves out summary.json (a run still going)."""
     (run_dir / ".hydra").mkdir(parents=True)
@@ -164,6 +164,7 @@ def write_run(run_dir: Path, cfg: dict, returns: list[float], seconds_per_eval: 
                "solved_at_seconds": solved_seconds, "device": "cpu", "run_dir": str(run_dir)}
     if error:
         summary["error"] = error
+    summary.update(machine or {})
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
@@ -324,3 +325,19 @@ def test_a_directory_without_runs_says_what_a_run_directory_holds(tmp_path):
     assert "No runs found" in message and "empty" in message
     assert "summary.json" in message and "metrics.jsonl" in message
     assert "Traceback" not in result.stderr
+
+
+def test_runs_on_another_cpu_or_numeric_path_are_reported_apart(tmp_path):
+    # The same seeds follow other trajectories on another numeric path: never one group.
+    for path, finals in (("AVX512", [100.0, 110.0]), ("DEFAULT, MKL SSE4_2", [50.0, 70.0])):
+        for seed, final in enumerate(finals):
+            write_run(tmp_path / path.split(",")[0] / f"seed{seed}", config(0.001, seed), [final], 1.0,
+                      machine={"cpu": "Intel(R) Xeon(R) Processor", "numeric_path": path})
+    out = tmp_path / "report"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    rows = read_csv(out / "report.csv")
+    assert sorted(rows) == ["machine.numeric_path=AVX512", "machine.numeric_path=DEFAULT, MKL SSE4_2"]
+    assert float(rows["machine.numeric_path=AVX512"]["final_return_mean"]) == pytest.approx(105.0)
+    md = (out / "report.md").read_text()
+    assert ("Measured on: Intel(R) Xeon(R) Processor (AVX512); Intel(R) Xeon(R) Processor (DEFAULT, MKL SSE4_2)"
+            in md)

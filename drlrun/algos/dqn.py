@@ -35,6 +35,7 @@ from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 class DQNConfig:
     name: str = "dqn"
     lr: float = param(1e-4, gt=0.0, help="Adam learning rate")
+    anneal_lr: bool = param(False, help="decay the learning rate linearly to 0 over total_steps")
     gamma: float = param(0.99, ge=0.0, le=1.0, help="discount factor")
     batch_size: int = param(64, ge=1, help="transitions per gradient step")
     learning_starts: int = param(1_000, ge=0, help="env steps of random play before learning")
@@ -97,8 +98,9 @@ class DQN(ReplaySchedule):
         self.params = list(self.q_network.parameters())  # walked every step: listed once
         self.optimizer = make_adam(self.params, cfg.lr, self.device)
         self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, ctx.spec, gamma=cfg.gamma, n_step=cfg.n_step,
-                                    device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
-        self.rng = np.random.default_rng(ctx.seed)
+                                    device=self.device, seed=ctx.rng_seed("replay"), total_steps=ctx.total_steps)
+        self.rng = np.random.default_rng(ctx.rng_seed("exploration"))
+        self.eval_rng = np.random.default_rng(ctx.rng_seed("evaluation"))  # noisy evaluations
         self.steps = 0  # env steps observed
         self.n_updates = 0
         self.last_train_step = -1  # the training schedule starts at learning_starts
@@ -121,14 +123,15 @@ class DQN(ReplaySchedule):
             eps = 0.0
         else:  # evaluation with a little noise: the final epsilon
             eps = self.cfg.exploration_final_eps
-        explore_mask = self.rng.random(n) < eps if eps > 0.0 else None
+        rng = self.rng if explore else self.eval_rng  # evaluating leaves exploration's stream alone
+        explore_mask = rng.random(n) < eps if eps > 0.0 else None
         if explore_mask is not None and explore_mask.all():  # every env explores: no forward pass
-            return self.rng.integers(self.n_actions, size=n)
+            return rng.integers(self.n_actions, size=n)
         with torch.inference_mode():
             q_values = self.q_network(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
             actions = q_values.argmax(dim=1).cpu().numpy()
         if explore_mask is not None:
-            actions = np.where(explore_mask, self.rng.integers(self.n_actions, size=n), actions)
+            actions = np.where(explore_mask, rng.integers(self.n_actions, size=n), actions)
         return actions
 
     # ------------------------------------------------------------------ learn
@@ -141,6 +144,8 @@ class DQN(ReplaySchedule):
         target_rounds, self.last_target_step = due(self.steps, self.last_target_step, c.target_update_interval)
         if target_rounds:
             self._update_target(target_rounds)
+        if c.anneal_lr:  # the policy settles as the run ends, instead of drifting on to its last step
+            self.optimizer.param_groups[0]["lr"] = c.lr * max(0.0, 1.0 - self.steps / self.total_steps)
         loss, td_errors, q_taken = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,6 +184,7 @@ class DQN(ReplaySchedule):
             out["losses/td_loss"] = float(self._last_loss)
             out["losses/q_values"] = float(self._last_q)
             out["charts/gradient_steps"] = float(self.n_updates)
+            out["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         return out
 
     def export_policy(self) -> torch.nn.Module:

@@ -99,7 +99,7 @@ class ReplaySchedule:
     Every transition goes into ``self.buffer``; once ``cfg.learning_starts`` env steps have been
     seen, every ``cfg.train_freq`` env steps bring ``cfg.gradient_steps`` calls of
     ``self.gradient_step(batch)`` with a fresh minibatch. The agent provides ``cfg``, ``buffer``,
-    ``rng``, ``steps``, ``n_updates``, ``last_train_step`` (start it at -1) and ``gradient_step``.
+    ``rng``, ``eval_rng``, ``steps``, ``n_updates``, ``last_train_step`` (start it at -1) and ``gradient_step``.
     :meth:`replay_state` and :meth:`load_replay_state` checkpoint what the schedule owns: the
     counters named in ``COUNTERS``, the exploration RNG and (optionally) the buffer.
     """
@@ -109,12 +109,13 @@ class ReplaySchedule:
     cfg: Any
     buffer: Any
     rng: np.random.Generator
+    eval_rng: np.random.Generator
     steps: int
     last_train_step: int
     gradient_step: Callable[[Any], None]
 
     def replay_state(self, *, with_buffer: bool) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng": self.rng.bit_generator.state,
+        state: dict[str, Any] = {"rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
                                  "counters": {name: getattr(self, name) for name in self.COUNTERS}}
         if with_buffer:
             state["buffer"] = self.buffer.state_dict()
@@ -123,6 +124,8 @@ class ReplaySchedule:
     def load_replay_state(self, state: dict[str, Any]) -> None:
         if "rng" in state:
             self.rng.bit_generator.state = state["rng"]
+        if "eval_rng" in state:
+            self.eval_rng.bit_generator.state = state["eval_rng"]
         for key, value in state.get("counters", {}).items():
             setattr(self, key, int(value))
         if "buffer" in state:

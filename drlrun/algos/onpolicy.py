@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from drlrun.agent import BuildContext
-from drlrun.buffers.rollout import RolloutBuffer, gae
+from drlrun.buffers.rollout import RolloutBuffer, episode_ends, gae
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
 from drlrun.nets import ActorCritic, check_policy_gradient_config
@@ -82,7 +82,7 @@ class OnPolicyAgent:
         self.steps = 0
         self.n_updates = 0
         self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
-        self.generator = torch.Generator().manual_seed(ctx.seed)  # minibatch order
+        self.generator = torch.Generator().manual_seed(ctx.rng_seed("minibatch"))  # minibatch order
         self._last: dict[str, Any] = {}
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -121,10 +121,11 @@ class OnPolicyAgent:
         with torch.inference_mode():
             next_obs = torch.from_numpy(self.obs_norm(r.next_obs, update=False)).to(self.device)
             last_values = self.policy.value(next_obs).cpu().numpy()
-        advantages, returns = gae(r.rewards, r.values, last_values, r.terminated, r.ended, cfg.gamma, cfg.gae_lambda)
+        ended = episode_ends(r.ended, r.valid)
+        advantages, returns = gae(r.rewards, r.values, last_values, r.terminated, ended, cfg.gamma, cfg.gae_lambda)
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - self.n_updates / self.total_updates)
+                group["lr"] = cfg.lr * (1.0 - self.progress)
         valid = r.valid
         batch = {
             "obs": r.obs[valid], "actions": r.actions[valid], "log_probs": r.log_probs[valid],
@@ -135,6 +136,13 @@ class OnPolicyAgent:
         self._last["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
         self.rollout.pos = 0
         self.n_updates += 1
+
+    @property
+    def progress(self) -> float:
+        """Share of the run's updates done, in [0, 1]: annealed values stop at their final value
+        (a rollout past the planned count, when total_steps is not a multiple of one, must not
+        turn a learning rate or clip range negative)."""
+        return min(1.0, self.n_updates / self.total_updates)
 
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         raise NotImplementedError  # the algorithm's loss

@@ -63,8 +63,7 @@ class PPO(OnPolicyAgent):
 
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         cfg = self.cfg
-        progress = self.n_updates / self.total_updates
-        clip_range = cfg.clip_range * (1.0 - progress) if cfg.anneal_clip else cfg.clip_range
+        clip_range = cfg.clip_range * (1.0 - self.progress) if cfg.anneal_clip else cfg.clip_range
         size = len(batch["obs"])
         last = -(-size // min(cfg.batch_size, size)) - 1  # index of each epoch's last minibatch
         for _epoch in range(cfg.n_epochs):

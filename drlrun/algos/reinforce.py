@@ -171,16 +171,25 @@ class Reinforce:
                 terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
         assert self._pending is not None, "observe() must follow act(explore=True)"
         normed, raw_actions = self._pending
+        # An invalid row (an autoreset) with steps stored for its env: the episode was cut there
+        # (a resume could not rebuild it); it ends as at a time limit, at this row's observation.
+        dropped = np.flatnonzero(~valid & (self.store.length > 0))
+        if len(dropped):
+            self._finish(dropped, np.zeros(len(obs), dtype=bool), obs)
         self.store.add(normed, raw_actions, rewards, valid)
         self.steps += len(obs)
-        ended = np.flatnonzero(terminated | truncated)
-        if len(ended) == 0:
-            return
-        bootstrap = np.zeros(len(obs))
-        cut = ended[truncated[ended] & ~terminated[ended]]
+        ended = np.flatnonzero((terminated | truncated) & valid)  # only real steps end episodes
+        if len(ended):
+            self._finish(ended, terminated, next_obs)
+
+    def _finish(self, ended: np.ndarray, terminated: np.ndarray, final_obs: np.ndarray) -> None:
+        """Episodes of envs ``ended`` go to the batch; those not terminated bootstrap their last
+        return from V(final observation) when there is a baseline."""
+        bootstrap = np.zeros(len(final_obs))
+        cut = ended[~terminated[ended]]
         if self.cfg.baseline and len(cut):
             with torch.inference_mode():
-                final = torch.from_numpy(self.obs_norm(next_obs[cut], update=False)).to(self.device)
+                final = torch.from_numpy(self.obs_norm(final_obs[cut], update=False)).to(self.device)
                 bootstrap[cut] = self.policy.value(final).cpu().numpy()
         for env in ended:
             self.store.finish(int(env), self.cfg.gamma, float(bootstrap[env]))

@@ -162,8 +162,9 @@ class SAC(ReplaySchedule):
         self.alpha_optimizer = make_adam([self.log_alpha], cfg.lr, self.device) if cfg.autotune else None
         self._fixed_alpha = torch.tensor(cfg.alpha, device=self.device)
         self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=cfg.n_step,
-                                    device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
-        self.rng = np.random.default_rng(ctx.seed)
+                                    device=self.device, seed=ctx.rng_seed("replay"), total_steps=ctx.total_steps)
+        self.rng = np.random.default_rng(ctx.rng_seed("exploration"))
+        self.eval_rng = np.random.default_rng(ctx.rng_seed("evaluation"))  # noisy evaluations
         self.steps = 0  # env steps observed
         self.n_updates = 0  # critic gradient steps
         self.last_train_step = -1  # the training schedule starts at learning_starts

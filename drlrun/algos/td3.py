@@ -137,8 +137,9 @@ class TD3(ReplaySchedule):
         self.actor_optimizer = make_adam(self.actor_params, cfg.actor_lr or cfg.lr, self.device)
         self.critic_optimizer = make_adam(self.critic_params, cfg.critic_lr or cfg.lr, self.device)
         self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=cfg.n_step,
-                                    device=self.device, seed=ctx.seed, total_steps=ctx.total_steps)
-        self.rng = np.random.default_rng(ctx.seed)
+                                    device=self.device, seed=ctx.rng_seed("replay"), total_steps=ctx.total_steps)
+        self.rng = np.random.default_rng(ctx.rng_seed("exploration"))
+        self.eval_rng = np.random.default_rng(ctx.rng_seed("evaluation"))  # noisy evaluations
         self.steps = 0  # env steps observed
         self.n_updates = 0  # critic gradient steps
         self.last_train_step = -1  # the training schedule starts at learning_starts
@@ -152,7 +153,8 @@ class TD3(ReplaySchedule):
         with torch.inference_mode():
             actions = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
         if (explore or not deterministic) and self.cfg.exploration_noise > 0:
-            noise = self.rng.normal(0.0, self.cfg.exploration_noise, size=actions.shape).astype(np.float32)
+            rng = self.rng if explore else self.eval_rng  # evaluating leaves exploration's stream alone
+            noise = rng.normal(0.0, self.cfg.exploration_noise, size=actions.shape).astype(np.float32)
             actions = np.clip(actions + noise, -1.0, 1.0)
         return self.scaler.to_env(actions)
 

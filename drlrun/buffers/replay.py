@@ -152,15 +152,18 @@ class ReplayBuffer:
 
     def _n_step_window(self, rows: np.ndarray, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """R = sum_{k<m} gamma^k r_{t+k}, where the window of m <= n steps stops at the first
-        episode end (inclusive) and at the newest stored row."""
+        episode end (inclusive), before an invalid row and at the newest stored row."""
         ks = np.arange(self.n_step)
         window = (rows[:, None] + ks) % self.rows
         oldest = self.pos if self.full else 0
         age = (rows - oldest) % self.rows
         stored = (age[:, None] + ks) < self.stored_rows
-        ended = self.ended[window, envs[:, None]]
+        # An invalid row (an autoreset) ends the window too: it normally follows an episode's end
+        # anyway, but after a resume that could not rebuild an episode it is the only mark of its cut.
+        valid = self.valid[window, envs[:, None]]
+        ended = self.ended[window, envs[:, None]] | ~valid
         ends_before = np.cumsum(ended, axis=1) - ended
-        included = stored & (ends_before == 0)
+        included = stored & valid & (ends_before == 0)
         steps = included.sum(axis=1)
         returns = (self.rewards[window, envs[:, None]] * self.discount_powers[None, :-1] * included).sum(axis=1)
         last = window[np.arange(len(rows)), steps - 1]

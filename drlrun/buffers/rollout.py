@@ -38,6 +38,17 @@ def gae(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, termin
     return advantages, advantages + values
 
 
+def episode_ends(ended: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``ended`` with every row before an invalid (autoreset) row marked as an end too.
+
+    Normally an autoreset follows an episode's end anyway; after a resume that could not rebuild
+    an episode in flight, the autoreset row is the only mark of the cut, and GAE must neither
+    carry advantages across it nor stop bootstrapping from the cut step's next observation."""
+    out = ended.copy()
+    out[:-1] |= ~valid[1:]
+    return out
+
+
 class RolloutBuffer:
     """Preallocated ``[n_steps, num_envs]`` arrays, written once per vector step."""
 
