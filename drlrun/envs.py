@@ -82,8 +82,13 @@ class SeededEpisodes(gym.Wrapper):
             return self.env.reset(seed=episode_seed(self.base, self.episode), options=options)
         self.episode, actions, self.reset_next = int(restore[0]), restore[1], bool(restore[2])
         obs, info = self.env.reset(seed=episode_seed(self.base, self.episode), options=options)
-        for action in actions:
-            obs, _reward, _terminated, _truncated, info = self.env.step(action)
+        try:
+            for t, action in enumerate(actions):
+                obs, _reward, terminated, truncated, info = self.env.step(action)
+                if (terminated or truncated) and t < len(actions) - 1:
+                    break  # it ended sooner than it did: the runner's check will find it differs
+        except Exception as exc:  # a replay the env refuses is an episode that cannot be rebuilt
+            info = {**info, "drlrun_replay_error": repr(exc)}
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:

@@ -75,7 +75,7 @@ class EpisodesInFlight:
         episodes of the copies ``envs`` (all by default): per copy seed, the episode's number, its
         actions, and whether it had just ended."""
         chosen = range(self.n) if envs is None else envs
-        return {RESTORE: {seeds[i]: (int(self.number[i]), list(self.actions[:self.length[i], i]), bool(self.ended[i]))
+        return {RESTORE: {seeds[i]: (int(self.number[i]), self.actions[:self.length[i], i].copy(), bool(self.ended[i]))
                           for i in chosen}}
 
     def start_afresh(self, seeds: list[int], envs: np.ndarray) -> dict[str, Any]:
@@ -83,4 +83,4 @@ class EpisodesInFlight:
         their next step starts the copy's next episode (a row the agent treats as a reset), and
         the unfinished episode is not reported. Returns the reset options that do this."""
         self.ended[envs] = True
-        return {RESTORE: {seeds[i]: (int(self.number[i]), [], True) for i in envs}}
+        return {RESTORE: {seeds[i]: (int(self.number[i]), self.actions[:0, i], True) for i in envs}}

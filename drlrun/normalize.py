@@ -84,7 +84,8 @@ class RewardScaler:
         rewards = np.asarray(rewards, dtype=np.float64)
         if not self.enabled:
             return rewards.astype(np.float32)
-        self.returns = np.where(valid, self.returns * self.gamma + rewards, self.returns)
+        # An invalid row (an autoreset) starts the env's next episode: its discounted return too.
+        self.returns = np.where(valid, self.returns * self.gamma + rewards, 0.0)
         self.rms.update(self.returns[valid])
         scaled = np.clip(rewards / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip)
         self.returns[ended] = 0.0

@@ -304,23 +304,37 @@ class Run:
         """Put every training env back in the episode it was in at the checkpoint: reset it with
         the episode's seed and replay the actions taken in it (``envs.SeededEpisodes``), then
         check that it reached the saved observation. An env that does not (its dynamics depend
-        on something besides its seed and actions, or it is a native vector env whose copies
-        cannot be replayed one by one) is named, and starts its next episode on the next step;
-        the unfinished episode is not reported. Returns the observations the agent acts on."""
+        on something besides its seed and actions) is named, and starts its next episode on the
+        next step, a reset row that closes the unfinished episode for the agent, which is not
+        reported. A native vector env's copies cannot be replayed one by one: all of them start
+        new episodes. Returns the observations the agent acts on next."""
         envs, flight, saved = self.envs, self.flight, self.resume_obs
         assert saved is not None
-        if getattr(envs, "drlrun_copies", False):
-            seeds = reset_seed(envs, self.cfg.seed)
-            obs, _ = envs.reset(seed=seeds, options=flight.restore_options(seeds))
-            lost = np.flatnonzero([not np.array_equal(obs[i], saved[i]) for i in range(envs.num_envs)])
-            if len(lost):  # back to the start of their episodes, to begin the next one on the next step
-                mask = np.zeros(envs.num_envs, dtype=bool)
-                mask[lost] = True
-                envs.reset(seed=seeds, options={"reset_mask": mask, **flight.start_afresh(seeds, lost)})
-        else:
-            lost = np.arange(envs.num_envs)
-            envs.reset(seed=reset_seed(envs, self.cfg.seed + self.state.step))  # a native vector env
-            flight.ended[:] = True
+        n = envs.num_envs
+        with rng_untouched():  # (env code may draw from the global RNGs, which the checkpoint restored)
+            if getattr(envs, "drlrun_copies", False):
+                seeds = reset_seed(envs, self.cfg.seed)
+                obs, _ = envs.reset(seed=seeds, options=flight.restore_options(seeds))
+                lost = np.flatnonzero([not np.array_equal(obs[i], saved[i], equal_nan=obs.dtype.kind == "f")
+                                       for i in range(n)])
+                if len(lost):  # back to the start of their episodes, to begin the next one on the next step
+                    mask = np.zeros(n, dtype=bool)
+                    mask[lost] = True
+                    envs.reset(seed=seeds, options={"reset_mask": mask, **flight.start_afresh(seeds, lost)})
+                obs = saved
+            else:
+                lost = np.arange(n)
+                obs, _ = envs.reset(seed=reset_seed(envs, self.cfg.seed + self.state.step))
+        if not getattr(envs, "drlrun_copies", False):
+            # Its next step is a real one: hand the agent the reset row the episodes' end would have
+            # made (saved -> new first observations, not a transition), then start counting anew.
+            no = np.zeros(n, dtype=bool)
+            self.agent.observe(saved, self.agent.act(saved, explore=True), np.zeros(n), obs, no, no, no)
+            self.agent.update()
+            flight.number += 1
+            flight.length[:] = 0
+            flight.returns[:] = 0.0
+            flight.ended[:] = False
         if len(lost):
             assert self.telemetry is not None
             self.telemetry.message(
@@ -328,7 +342,7 @@ class Run:
                 "rebuilt from its reset seed and actions (the environment is not deterministic given them, or "
                 "env.vectorization=native), so it is dropped and a new one starts: from here on this run is not "
                 "identical to one that was never interrupted.")
-        return saved
+        return obs
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum: int, _frame: Any) -> None:

@@ -118,3 +118,57 @@ def test_a_resume_that_cannot_rebuild_an_episode_says_so_and_goes_on(tmp_path, c
     assert set(lengths) == {7.0}  # no cut or merged episode was reported
     summary_file = json.loads((tmp_path / "summary.json").read_text())
     assert summary_file["resumes"] == 1
+
+
+def test_a_resume_at_a_step_where_episodes_end_continues_exactly(tmp_path, monkeypatch):
+    # One-step episodes: every other vector step ends them all, the steps between only reset.
+    # Checkpoints every 11 vector steps fall on both kinds, so the rebuilt episodes include ones
+    # that had just ended (whose next step is an autoreset) and ones that had just begun.
+    from test_resume import Crash
+
+    from drlrun.runner import Run
+
+    cfg = config_settings("algo=dqn", "env.id=fake_envs:FakeGuess-v0", "env.num_envs=3", "total_steps=600",
+                          "algo.learning_starts=60", "algo.batch_size=8", "buffer.capacity=300", "algo.n_step=3",
+                          "network.hidden_sizes=[8]", "eval.interval=200", "eval.episodes=2",
+                          "checkpoint.interval=33", "log.interval=30", "log.progress=false", "device=cpu")
+    train(cfg, tmp_path / "whole", progress=False)
+    real_save, saves = Run.save_checkpoint, {"n": 0}
+
+    def save_then_crash(self, name, **kwargs):
+        real_save(self, name, **kwargs)
+        if name == "latest":
+            saves["n"] += 1
+            if saves["n"] == 5:
+                assert self.flight.ended.any()  # an episode had just ended at this checkpoint
+                raise Crash
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        train(cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(Run, "save_checkpoint", real_save)
+    resumed_cfg, loaded = resume_settings(tmp_path / "resumed", [])
+    train(resumed_cfg, tmp_path / "resumed", progress=False, resume=loaded)
+    assert metrics(tmp_path / "resumed") == metrics(tmp_path / "whole")
+    assert (tensorboard_points(tmp_path / "resumed", "charts/episodic_return")
+            == tensorboard_points(tmp_path / "whole", "charts/episodic_return"))
+
+
+def test_a_native_vector_env_resumes_with_new_episodes_and_says_so(tmp_path, capsys):
+    # CartPole's native vector env: its copies share one RNG, so no episode can be rebuilt. Every
+    # episode reported after the resume must still be whole: CartPole pays 1 a step, so each
+    # episode's return equals its length.
+    cfg = config_settings("algo=ppo", "env=CartPole-v1", "env.vectorization=native", "env.num_envs=4",
+                          "total_steps=2000", "algo.n_steps=32", "eval.interval=1000", "eval.episodes=1",
+                          "log.progress=false", "device=cpu")
+    cfg.total_steps = 1000
+    train(cfg, tmp_path, progress=False)
+    longer, loaded = resume_settings(tmp_path, ["total_steps=2000"])
+    capsys.readouterr()
+    summary = train(longer, tmp_path, progress=False, resume=loaded)
+    assert "training env(s) 0, 1, 2, 3 could not be rebuilt" in " ".join(capsys.readouterr())
+    assert summary["total_steps"] == 2000
+    returns = tensorboard_points(tmp_path, "charts/episodic_return")
+    lengths = tensorboard_points(tmp_path, "charts/episodic_length")
+    assert any(step > 1000 for step, _ in returns)
+    assert returns == lengths
