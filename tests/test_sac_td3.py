@@ -239,24 +239,6 @@ def test_sac_on_a_discrete_env_fails_naming_both_kinds_of_action_space(cli, tmp_
     assert "Traceback" not in result.stderr
 
 
-def test_sac_learns_to_swing_up_pendulum_in_a_short_run(cli, tmp_path):
-    """SAC, seed 0, 8,000 steps (40 episodes) with small 64x64 networks and the preset's other
-    settings (lr 1e-3), scored over 10 deterministic evaluation episodes, must beat -400.
-
-    A uniformly random policy scores about -1,200 to -1,400 on Pendulum-v1 (-1,240 to -1,760
-    for the untrained policies evaluated here) and a policy that swings the pendulum up and
-    holds it about -150 to -200. Measured here (one CPU thread, about 15 s of training): -201
-    for seed 0, -193 and -181 for seeds 1 and 2; halfway, at 4,000 steps, runs were still at
-    -400 to -460. So -400 leaves about 200 of margin and still fails a policy that has not
-    learnt the swing-up."""
-    result = cli("algo=sac", "env=Pendulum-v1", "seed=0", "total_steps=8000", "algo.learning_starts=500",
-                 "network.hidden_sizes=[64,64]", "eval.interval=0", "eval.episodes=10", "log.progress=false",
-                 f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["final_return_mean"] >= -400.0
-
-
 # --------------------------------------------------------------------------- the critics
 def test_q_ensemble_critics_are_independent_and_initialised_like_linear_layers():
     from drlrun.nets import QEnsemble
