@@ -179,6 +179,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         Hp("algo.max_grad_norm", 10.0, "max_grad_norm"),
         Hp("algo.double", False),
         Hp("algo.n_step", 1),
+        Hp("algo.anneal_lr", False),  # RL Zoo's settings, not drlrun's default preset
         Hp("network.hidden_sizes", [256, 256], "policy_kwargs.net_arch", [256, 256]),
         Hp("network.activation", "relu", "policy_kwargs.activation_fn", "relu"),
     )),

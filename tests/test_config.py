@@ -18,7 +18,8 @@ def settings(*overrides: str):
 def test_default_is_dqn_on_cartpole_with_its_preset():
     s = settings()
     assert (s.algo.name, s.env.id, s.network.name, s.buffer.name) == ("dqn", "CartPole-v1", "mlp", "uniform")
-    assert s.total_steps == 50_000 and s.algo.lr == pytest.approx(2.3e-3)  # from preset/dqn_CartPole-v1
+    assert s.total_steps == 60_000 and s.algo.lr == pytest.approx(2.3e-3)  # from preset/dqn_CartPole-v1
+    assert s.algo.double and s.algo.anneal_lr and s.algo.n_step == 3
     assert s.network.hidden_sizes == [256, 256]
 
 
