@@ -36,10 +36,10 @@ class EpisodesInFlight:
         """Rows of the coming step that are transitions (the others are autoresets)."""
         return ~self.ended
 
-    def step(self, actions: np.ndarray, rewards: np.ndarray, ended: np.ndarray) -> None:
-        """Record one vector step. Rows that only reset (their episode ended on the step before)
-        start the copy's next episode; the others add their action and reward."""
-        valid = ~self.ended
+    def step(self, actions: np.ndarray, rewards: np.ndarray, ended: np.ndarray, valid: np.ndarray) -> None:
+        """Record one vector step. ``valid`` is :attr:`valid` as it was before the step (the runner
+        already has it). Rows that only reset (their episode ended on the step before) start the
+        copy's next episode; the others add their action and reward."""
         if not valid.all():
             resets = ~valid
             self.number += resets

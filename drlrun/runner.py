@@ -402,10 +402,11 @@ class Run:
                                       "checkpoint was written (checkpoint.enabled=false).", self.signal)
                 actions = agent.act(obs, explore=True)
                 next_obs, rewards, terminated, truncated, _ = envs.step(actions)
-                agent.observe(obs, actions, rewards, next_obs, terminated, truncated, flight.valid)
+                valid = flight.valid
+                agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
                 st.step += n
                 ended = terminated | truncated
-                flight.step(actions, rewards, ended)
+                flight.step(actions, rewards, ended, valid)
                 if ended.any():
                     for i in np.flatnonzero(ended):
                         st.pending_steps.append(st.step)
