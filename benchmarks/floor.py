@@ -125,11 +125,9 @@ def matmul_us(mm: Mm) -> float:
 
 def env_step_us(task: Task) -> float:
     """One step of the task's vector env (random actions, preselected), as drlrun builds it."""
-    from drlrun.components import load_builtin_components
     from drlrun.config import EnvConfig
     from drlrun.envs import make_envs
 
-    load_builtin_components()
     n = task.values["env.num_envs"]
     envs = make_envs(EnvConfig(id=task.env, num_envs=n), task.env, n)
     envs.reset(seed=0)

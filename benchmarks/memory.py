@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from drlrun.buffers.replay import UniformConfig
-from drlrun.components import load_builtin_components
 from drlrun.config import EnvConfig
 from drlrun.envs import describe, make_envs, resolve_env_id
 from drlrun.registry import BUFFERS
@@ -36,7 +35,6 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=1_000_000)
     parser.add_argument("--num-envs", type=int, default=16)
     args = parser.parse_args()
-    load_builtin_components()
     env_id = resolve_env_id(args.env)
     envs = make_envs(EnvConfig(id=env_id, num_envs=args.num_envs), env_id, args.num_envs)
     spec = describe(envs, env_id)

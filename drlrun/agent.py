@@ -2,17 +2,22 @@
 
 The runner owns the environment loop, evaluation, logging and checkpoints. An agent only acts,
 observes and updates; it never sees Hydra, TensorBoard, files or wall time. A new algorithm is
-one class with the methods of :class:`Agent` and a ``Config`` dataclass, registered with
-``@ALGOS.register(name)``.
+one class with the methods of :class:`Agent` and a ``Config`` dataclass, declared in the
+``drlrun.algos`` entry-point group (drlrun's own in its ``pyproject.toml``, a plug-in's in its
+package's); ``drlrun/registry.py`` loads it and checks it against :class:`Agent`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+
+from drlrun.errors import DrlrunError
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,16 @@ class BuildContext:
 
 
 class Agent(Protocol):
-    """What the runner calls. Arrays are batched over the vector env's ``num_envs`` copies."""
+    """What the runner, drlrun-eval and drlrun-export call. Arrays are batched over the vector
+    env's ``num_envs`` copies.
+
+    Required: the class attributes ``Config`` (a dataclass whose ``name`` field defaults to the
+    registry name) and ``action_spaces``, the constructor, and ``act``, ``observe``, ``update``,
+    ``state_dict`` and ``load_state_dict``. Optional, with the default the runner uses when a
+    class leaves them out (:data:`OPTIONAL_METHODS`): ``metrics``, ``check_config``,
+    ``export_policy``, and ``state_dict``'s ``with_buffer`` keyword. :func:`check_agent_class`
+    enforces this when a class is registered or loaded from an entry point.
+    """
 
     Config: ClassVar[type]
     action_spaces: ClassVar[tuple[str, ...]]  # subset of ("discrete", "continuous")
@@ -87,14 +101,101 @@ class Agent(Protocol):
     def update(self) -> None:
         """Learn, if the agent's schedule says it is time (called after every ``observe``)."""
 
+    def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
+        """Everything needed to continue training: tensors and plain Python values only
+        (checkpoints are loaded with ``weights_only=True``, never unpickled). ``with_buffer=False``
+        may leave out a large replay buffer (``checkpoint.buffer=false`` and ``best.pt``); an
+        agent whose ``state_dict`` takes no ``with_buffer`` always saves everything."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (also one saved without the buffer)."""
+
+    # ----------------------------------------------------------------- optional
     def metrics(self) -> dict[str, float]:
-        """Latest training metrics keyed by TensorBoard tag; called at the log interval only."""
+        """Latest training metrics keyed by TensorBoard tag (``losses/...``); called at the log
+        interval only. Default: none."""
 
-    def state_dict(self) -> dict[str, Any]:
-        """Tensors and plain Python values only: checkpoints are loaded with weights_only=True."""
+    @staticmethod
+    def check_config(cfg: Any, run: Any) -> None:
+        """Refuse settings that cannot work together (raise ``drlrun.errors.DrlrunError`` naming
+        the keys), before anything is built; ``run`` is the whole ``RunConfig``. Default: none."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def export_policy(self) -> torch.nn.Module:
+        """A module mapping a float32 batch of raw observations to the actions
+        ``act(explore=False, deterministic=True)`` takes, depending on torch alone (see
+        ``drlrun/policy.py``). drlrun-export needs it; without it, export names the algorithm."""
 
-    # Optional: ``export_policy() -> torch.nn.Module`` maps a float32 batch of raw observations to
-    # the actions ``act(explore=False, deterministic=True)`` takes, depending on torch alone (see
-    # drlrun/policy.py); drlrun-export needs it.
+
+REQUIRED_METHODS = ("act", "observe", "update", "state_dict", "load_state_dict")
+OPTIONAL_METHODS = ("metrics", "check_config", "export_policy")
+ACTION_KINDS = ("discrete", "continuous")
+
+
+def check_component_class(kind: str, name: str, cls: Any) -> None:
+    """A network or buffer class: a ``Config`` dataclass whose ``name`` defaults to ``name``."""
+    problems = _config_problems(name, cls)
+    if problems:
+        raise DrlrunError(f"{kind} {name!r} ({_qualname(cls)}) {'; '.join(problems)}.")
+
+
+def check_agent_class(kind: str, name: str, cls: Any) -> None:
+    """Refuse an algorithm class that does not fulfil :class:`Agent`, naming everything it lacks."""
+    problems = _config_problems(name, cls)
+    spaces = getattr(cls, "action_spaces", None)
+    if not (isinstance(spaces, tuple) and spaces and set(spaces) <= set(ACTION_KINDS)):
+        problems.append(f"needs an 'action_spaces' tuple of {' and/or '.join(map(repr, ACTION_KINDS))} "
+                        f"(has {spaces!r})")
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        problems.append(f"lacks the required method(s) {', '.join(missing)}")
+    act = getattr(cls, "act", None)
+    if callable(act) and not _takes_keyword(act, "explore"):
+        problems.append("has an 'act' that takes no 'explore' keyword (act(obs, *, explore, deterministic=True))")
+    not_callable = [m for m in OPTIONAL_METHODS if hasattr(cls, m) and not callable(getattr(cls, m))]
+    if not_callable:
+        problems.append(f"has {', '.join(not_callable)} that are not methods")
+    if problems:
+        raise DrlrunError(f"{kind} {name!r} ({_qualname(cls)}) does not fulfil drlrun's agent contract "
+                          f"(drlrun.agent.Agent): it {'; it '.join(problems)}.")
+
+
+def check_agent_config(cls: Any, cfg: Any, run: Any) -> None:
+    """The algorithm's own settings check (optional ``check_config``)."""
+    check = getattr(cls, "check_config", None)
+    if check is not None:
+        check(cfg, run)
+
+
+def agent_metrics(agent: Any) -> dict[str, float]:
+    """The agent's latest metrics (optional ``metrics``; none by default)."""
+    metrics = getattr(agent, "metrics", None)
+    return dict(metrics()) if metrics is not None else {}
+
+
+def agent_state(agent: Any, *, with_buffer: bool) -> dict[str, Any]:
+    """``agent.state_dict(with_buffer=...)``, or ``state_dict()`` where the keyword is not taken."""
+    if _takes_keyword(agent.state_dict, "with_buffer"):
+        return agent.state_dict(with_buffer=with_buffer)
+    return agent.state_dict()
+
+
+def _config_problems(name: str, cls: Any) -> list[str]:
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        return ["needs a 'Config' dataclass of its settings (with a 'name' field)"]
+    default = {f.name: f.default for f in dataclasses.fields(config)}.get("name", dataclasses.MISSING)
+    if default != name:
+        return [f"needs its Config's 'name' field to default to {name!r} (it is {default!r})"]
+    return []
+
+
+def _takes_keyword(fn: Any, keyword: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _qualname(cls: Any) -> str:
+    return f"{getattr(cls, '__module__', '?')}:{getattr(cls, '__qualname__', repr(cls))}"

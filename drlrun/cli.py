@@ -53,7 +53,7 @@ def _wants_traceback(cfg: DictConfig | None = None) -> bool:
 @hydra.main(config_path="pkg://drlrun.conf", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float:
     """Hydra's task function; returns the final evaluation mean (what a sweeper optimises)."""
-    from drlrun.config import to_settings
+    from drlrun.compose import to_settings
     from drlrun.runner import resume_settings, train
     from drlrun.telemetry import summary_table
 
@@ -177,7 +177,7 @@ def main() -> None:
     try:
         sys.argv = [sys.argv[0], *prepare_resume(rewrite_env_id(sys.argv[1:]))]
         check_output_dir(sys.argv[1:])
-        from drlrun.config import register_configs
+        from drlrun.compose import register_configs
 
         register_configs()
     except DrlrunError as exc:

@@ -1,11 +1,10 @@
-"""Structured configuration: typed dataclasses, range checks, and their Hydra registration.
+"""The configuration schema: typed dataclasses and their declared ranges. Nothing else.
 
-Hydra composes the YAML files under ``conf/``; every group option extends a typed schema stored
-here in Hydra's ConfigStore (``/schema/<group>/<name>``), so a misspelt key or a value of the
-wrong type fails while the configuration is composed, before anything is built. Ranges (a
-negative size, ``gamma`` outside [0, 1], an unknown activation) are declared on the fields with
-:func:`param` and checked by :func:`check_ranges`. The runner then works with plain dataclass
-instances: OmegaConf access is slow and never happens inside the training loop.
+Ranges (a negative size, ``gamma`` outside [0, 1], an unknown activation) are declared on the
+fields with :func:`param` and checked by :func:`check_ranges`. Every component's config
+dataclass (an algorithm's, a network's, a buffer's) is written with :func:`param` too, so this
+module imports no component: it is the floor they all stand on. Hydra registration and turning
+a composed config into these dataclasses live in ``drlrun/compose.py``.
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
-
-from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from drlrun.errors import DrlrunError
 
@@ -134,101 +130,6 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
-
-
-GROUPS = ("algo", "env", "network", "buffer")
-
-
-def register_configs() -> None:
-    """Store the root schema and one schema per registered component in Hydra's ConfigStore.
-
-    Plug-in algorithms, networks and buffers that ship no YAML file become group options
-    directly from their config dataclass, so ``algo=<plugin>`` works with no file in ``conf/``.
-    """
-    from hydra.core.config_store import ConfigStore
-
-    from drlrun.components import load_builtin_components
-    from drlrun.registry import ALGOS, BUFFERS, NETWORKS
-
-    load_builtin_components()
-    conf = resources.files("drlrun.conf")
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=RunConfig)
-    cs.store(group="schema/env", name="env", node=EnvConfig, package="env")
-    for group, registry in (("algo", ALGOS), ("network", NETWORKS), ("buffer", BUFFERS)):
-        for name, cls in registry.items():
-            cs.store(group=f"schema/{group}", name=name, node=cls.Config, package=group)
-            if not (conf / group / f"{name}.yaml").is_file():
-                cs.store(group=group, name=name, node=cls.Config)
-    register_sweeper_plugin()
-
-
-def register_sweeper_plugin() -> None:
-    """Make ``hydra/sweeper=optuna`` (drlrun's plugin) available in every kind of install.
-
-    Hydra finds plugins by listing the ``hydra_plugins`` namespace package. A regular install
-    puts ours there; an editable install maps it through an import hook that the listing does
-    not see. Importing it registers its config, and the class is added to the plugin table
-    Hydra has already built (a no-op when the scan found it).
-    """
-    import hydra_plugins.drlrun_optuna_sweeper.optuna_sweeper as plugin
-    from hydra.core.plugins import Plugins
-
-    name = f"{plugin.__name__}.{plugin.OptunaSweeper.__name__}"
-    Plugins.instance().class_name_to_class.setdefault(name, plugin.OptunaSweeper)
-
-
-def to_settings(cfg: DictConfig) -> RunConfig:
-    """Turn the composed configuration into plain, range-checked dataclass instances."""
-    from drlrun.registry import ALGOS, BUFFERS, NETWORKS
-
-    try:
-        container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as exc:
-        key = getattr(exc, "full_key", "") or "a key"
-        hint = " (e.g. env.id=MountainCarContinuous-v0 or env.id=my_module:MyEnv)" if key == "env.id" else ""
-        raise DrlrunError(f"{key} is required but was not given{hint}.") from exc
-    assert isinstance(container, dict)
-    container.pop("hydra", None)
-    sections: dict[str, Any] = {}
-    for group, registry in (("algo", ALGOS), ("network", NETWORKS), ("buffer", BUFFERS)):
-        node = container.pop(group) or {}
-        name = node.get("name")
-        if not name:
-            raise DrlrunError(f"The '{group}' config has no 'name'. Valid choices: {', '.join(registry.names())}.")
-        sections[group] = _build(registry.get(name).Config, node, group)
-    sections["env"] = _build(EnvConfig, container.pop("env") or {}, "env")
-    run = _build(RunConfig, container, "")
-    for key, value in sections.items():
-        setattr(run, key, value)
-    check_ranges(run, "")
-    _check_device(run.device)
-    return run
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    """Merge ``values`` into the schema ``cls``; unknown keys and wrong types name the key."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in names:
-            from drlrun.errors import choices_hint
-
-            full = f"{prefix}.{key}" if prefix else key
-            raise DrlrunError(f"Unknown key {full!r}. {choices_hint(key, names)}")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), values)
-        return OmegaConf.to_object(merged)
-    except Exception as exc:  # OmegaConf's ValidationError and friends
-        key = getattr(exc, "full_key", "") or ""
-        full = f"{prefix}.{key}" if prefix and key else (key or prefix)
-        msg = str(exc).splitlines()[0]
-        raise DrlrunError(f"Invalid value for {full!r}: {msg}") from exc
-
-
-def _check_device(device: str) -> None:
-    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
-        return
-    raise DrlrunError(f"device={device!r} is not valid. Valid choices: auto, cpu, cuda, cuda:N.")
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

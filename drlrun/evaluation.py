@@ -22,7 +22,8 @@ from rich.table import Table
 
 from drlrun import checkpoint
 from drlrun.agent import Agent, EnvSpec
-from drlrun.config import RunConfig, _build, check_ranges, param, to_settings
+from drlrun.compose import build_section, to_settings
+from drlrun.config import RunConfig, check_ranges, param
 from drlrun.errors import DrlrunError
 
 EVAL_CLI_SEED_OFFSET = 2_000_006  # drlrun-eval's default seeds: neither training's nor its evaluations'
@@ -61,9 +62,6 @@ class Trained:
 
 def run_settings(run_dir: Path) -> RunConfig:
     """The configuration a run was trained with."""
-    from drlrun.components import load_builtin_components
-
-    load_builtin_components()
     saved = run_dir / ".hydra" / "config.yaml"
     if saved.is_file():
         return to_settings(OmegaConf.load(saved))
@@ -129,7 +127,7 @@ def parse_args(argv: list[str], cls: type, usage: str) -> tuple[Path, Any]:
                           f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
     values = OmegaConf.to_container(OmegaConf.from_dotlist(rest))
     assert isinstance(values, dict)
-    args = _build(cls, values, "")
+    args = build_section(cls, values, "")
     check_ranges(args, "")
     return run_dir, args
 

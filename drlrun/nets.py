@@ -18,7 +18,6 @@ from torch import nn
 
 from drlrun.config import param
 from drlrun.errors import DrlrunError
-from drlrun.registry import NETWORKS
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -79,7 +78,6 @@ class MLPConfig:
     shared: bool = param(False, help="actor-critic algorithms: one torso for policy and value")
 
 
-@NETWORKS.register("mlp")
 class MLP(nn.Sequential):
     """A multilayer perceptron: observation -> hidden layers -> ``out_dim`` linear outputs."""
 
@@ -97,7 +95,6 @@ class DuelingConfig:
     activation: str = param("relu", choices=tuple(ACTIVATIONS))
 
 
-@NETWORKS.register("dueling")
 class DuelingQNetwork(nn.Module):
     """Dueling architecture (Wang et al., 2016): Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a').
 

@@ -36,7 +36,14 @@ import numpy as np
 import torch
 
 from drlrun import checkpoint
-from drlrun.agent import Agent, BuildContext, EnvSpec
+from drlrun.agent import (
+    Agent,
+    BuildContext,
+    EnvSpec,
+    agent_metrics,
+    agent_state,
+    check_agent_config,
+)
 from drlrun.config import RunConfig, flatten
 from drlrun.envs import (
     check_action_space,
@@ -209,9 +216,7 @@ class Run:
         self.cfg = cfg
         self.run_dir = run_dir
         algo_cls = ALGOS.get(cfg.algo.name)
-        check = getattr(algo_cls, "check_config", None)
-        if check is not None:
-            check(cfg.algo, cfg)
+        check_agent_config(algo_cls, cfg.algo, cfg)
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
@@ -275,8 +280,8 @@ class Run:
         if obs is not None:
             st.seconds = time.perf_counter() - self.start
             runner.update(loop=dataclasses.asdict(st), rng=rng_state(), obs=torch.tensor(obs),
-                          in_flight=self.flight.state_dict(), agent_metrics=self.agent.metrics())
-        state = {"agent": self.agent.state_dict(with_buffer=with_buffer), "runner": runner}
+                          in_flight=self.flight.state_dict(), agent_metrics=agent_metrics(self.agent))
+        state = {"agent": agent_state(self.agent, with_buffer=with_buffer), "runner": runner}
         checkpoint.save(self.ckpt_dir / f"{name}.pt", header, state)
 
     def restore(self, path: Path, header: dict[str, Any], state: dict[str, Any]) -> None:
@@ -420,7 +425,7 @@ class Run:
                     now = time.perf_counter()
                     sps = (st.step - last_log_step) / max(now - last_log_time, 1e-9)
                     last_log_time, last_log_step = now, st.step
-                    row = {"charts/SPS": st.step / max(now - start, 1e-9), **self.carried_metrics, **agent.metrics()}
+                    row = {"charts/SPS": st.step / max(now - start, 1e-9), **self.carried_metrics, **agent_metrics(agent)}
                     self.check_finite(st.step, row)
                     if st.pending_returns:
                         st.episodes += len(st.pending_returns)
@@ -599,7 +604,7 @@ def resume_settings(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, tup
     the loaded checkpoint."""
     from omegaconf import OmegaConf
 
-    from drlrun.config import to_settings
+    from drlrun.compose import to_settings
 
     path = run_dir / "checkpoints" / "latest.pt"
     header, state = checkpoint.load(path)

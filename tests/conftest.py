@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drlrun.config import register_configs
+from drlrun.compose import register_configs
 
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR))  # so 'fake_envs' imports in-process too

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
-from drlrun.config import to_settings
+from drlrun.compose import to_settings
 from drlrun.errors import DrlrunError
 from drlrun.registry import ALGOS, Registry
 
@@ -60,7 +60,7 @@ def test_bad_values_name_the_key(override, message):
 
 
 def test_registry_error_lists_what_exists():
-    registry: Registry[type] = Registry("widget", "drlrun.test-widgets")
+    registry: Registry[type] = Registry("widget", "drlrun.test-widgets", lambda kind, name, obj: None)
     registry.register("alpha")(int)
     registry.register("beta")(float)
     with pytest.raises(DrlrunError) as info:

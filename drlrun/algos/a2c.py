@@ -17,7 +17,6 @@ import torch
 from drlrun.algos.onpolicy import OnPolicyAgent, OnPolicyConfig
 from drlrun.config import param
 from drlrun.optim import Optimizer, make_adam
-from drlrun.registry import ALGOS
 
 
 @dataclass
@@ -32,7 +31,6 @@ class A2CConfig(OnPolicyConfig):
     optimizer_eps: float = param(1e-5, gt=0.0)
 
 
-@ALGOS.register("a2c")
 class A2C(OnPolicyAgent):
     """Advantage actor-critic for discrete and continuous actions."""
 

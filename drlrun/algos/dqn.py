@@ -28,7 +28,7 @@ from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
 from drlrun.optim import clip_grad_norm, make_adam
 from drlrun.policy import Greedy
-from drlrun.registry import ALGOS, BUFFERS, NETWORKS
+from drlrun.registry import BUFFERS, NETWORKS
 
 
 @dataclass
@@ -71,7 +71,6 @@ def td_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: tor
     return returns + discounts * next_q
 
 
-@ALGOS.register("dqn")
 class DQN(ReplaySchedule):
     """Deep Q-learning for discrete actions."""
 

@@ -20,7 +20,6 @@ import torch
 from drlrun.algos.onpolicy import OnPolicyAgent, OnPolicyConfig
 from drlrun.config import param
 from drlrun.optim import Optimizer, make_adam
-from drlrun.registry import ALGOS
 
 
 @dataclass
@@ -51,7 +50,6 @@ def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor, adva
     return policy_loss, approx_kl, clip_fraction
 
 
-@ALGOS.register("ppo")
 class PPO(OnPolicyAgent):
     """Proximal Policy Optimization for discrete and continuous actions."""
 

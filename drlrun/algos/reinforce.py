@@ -25,7 +25,6 @@ from drlrun.nets import ActorCritic, check_policy_gradient_config
 from drlrun.normalize import ObsNormalizer
 from drlrun.optim import clip_grad_norm, make_adam
 from drlrun.policy import actor_critic_policy
-from drlrun.registry import ALGOS
 
 
 @dataclass
@@ -127,7 +126,6 @@ class EpisodeStore:
         self.batch_size, self.batch_episodes = size, int(state["batch_episodes"])
 
 
-@ALGOS.register("reinforce")
 class Reinforce:
     """Monte Carlo policy gradient for discrete and continuous actions."""
 

@@ -36,7 +36,7 @@ from drlrun.config import RunConfig, param
 from drlrun.nets import LOG_2PI, QEnsemble, mlp_layers
 from drlrun.optim import make_adam
 from drlrun.policy import Deterministic, UnitToBox
-from drlrun.registry import ALGOS, BUFFERS
+from drlrun.registry import BUFFERS
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' and SB3's implementations
 LOG_2 = math.log(2.0)
@@ -132,7 +132,6 @@ class SquashedGaussianActor(nn.Module):
 
 
 # --------------------------------------------------------------------------- the agent
-@ALGOS.register("sac")
 class SAC(ReplaySchedule):
     """Soft Actor-Critic for continuous (Box) actions."""
 

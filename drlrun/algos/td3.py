@@ -42,7 +42,7 @@ from drlrun.config import RunConfig, param
 from drlrun.nets import QEnsemble, mlp_layers
 from drlrun.optim import make_adam
 from drlrun.policy import UnitToBox
-from drlrun.registry import ALGOS, BUFFERS
+from drlrun.registry import BUFFERS
 
 
 @dataclass
@@ -108,7 +108,6 @@ class DeterministicActor(nn.Module):
 
 
 # --------------------------------------------------------------------------- the agent
-@ALGOS.register("td3")
 class TD3(ReplaySchedule):
     """Twin Delayed DDPG for continuous (Box) actions."""
 
@@ -218,7 +217,6 @@ class TD3(ReplaySchedule):
         self.load_replay_state(state)
 
 
-@ALGOS.register("ddpg")
 class DDPG(TD3):
     """DDPG: TD3 with ``policy_delay=1``, no target smoothing and a single critic."""
 

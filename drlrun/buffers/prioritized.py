@@ -20,7 +20,6 @@ from drlrun.agent import EnvSpec
 from drlrun.buffers.replay import ReplayBatch, ReplayBuffer
 from drlrun.config import param
 from drlrun.errors import DrlrunError
-from drlrun.registry import BUFFERS
 
 
 class SumTree:
@@ -73,7 +72,6 @@ class PrioritizedConfig:
     eps: float = param(1e-6, gt=0.0, help="added to |TD error| so no transition has zero priority")
 
 
-@BUFFERS.register("prioritized")
 class PrioritizedReplayBuffer(ReplayBuffer):
     """Replay buffer that samples transitions in proportion to their last TD error."""
 

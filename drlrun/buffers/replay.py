@@ -23,7 +23,6 @@ import torch
 from drlrun.agent import EnvSpec
 from drlrun.config import param
 from drlrun.errors import DrlrunError
-from drlrun.registry import BUFFERS
 
 
 @dataclass
@@ -50,7 +49,6 @@ class ReplayBatch(NamedTuple):
                 for i in range(parts)]
 
 
-@BUFFERS.register("uniform")
 class ReplayBuffer:
     """Fixed-capacity ring of transitions, sampled uniformly."""
 
