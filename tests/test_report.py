@@ -92,10 +92,10 @@ def test_aggregate_curves_averages_only_the_runs_that_reached_x():
 
 
 def test_groups_are_labelled_by_what_tells_them_apart():
-    def run(seed: int, **config: object) -> report.Run:
+    def run(seed: int, **config: object) -> report.RunRecord:
         # seed and log.* differ between all runs: neither makes a new group
         flat = {"seed": seed, "log.interval": 100 * seed, "env.id": "CartPole-v1", **config}
-        return report.Run(Path(f"run{seed}"), flat, {"status": "completed"}, [])
+        return report.RunRecord(Path(f"run{seed}"), flat, {"status": "completed"}, [])
 
     dqn = {"algo.name": "dqn", "algo.double": True}
     groups = report.group_runs([run(0, **dqn, **{"algo.lr": 0.001}),
