@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from drlrun.config import param
-from drlrun.errors import DrlrunError
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -201,17 +200,6 @@ class QEnsemble(nn.Module):
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def check_policy_gradient_config(algo: str, run: Any) -> None:
-    """The policy-gradient family builds its policy from ``network=mlp`` and learns from its own
-    rollouts: a Q-network or a replay buffer chosen for it is a user error, not something to ignore."""
-    if run.network.name != "mlp":
-        raise DrlrunError(f"algo={algo} builds its policy from network=mlp; network={run.network.name} is a "
-                          "Q-network. Valid choices: mlp.")
-    if run.buffer.name != "uniform":
-        raise DrlrunError(f"algo={algo} learns from its own rollouts, so buffer={run.buffer.name} would be "
-                          "ignored. Leave the buffer at its default (uniform).")
-
-
 def orthogonal_init(module: nn.Module, gain: float) -> None:
     """Orthogonal weights and zero biases for every Linear layer in ``module``."""
     for layer in module.modules():
@@ -277,8 +265,10 @@ class ActorCritic(nn.Module):
         value = None if critic is None or self.critic_head is None else self.critic_head(critic).squeeze(-1)
         return actions, log_prob, value
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """log pi(a|s), the policy's entropy, and V(s) (None without a critic), for learning."""
+    def log_prob_entropy_value(self, obs: torch.Tensor, actions: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """log pi(a|s) of given actions, the policy's entropy H[pi(.|s)], and V(s) (None without a
+        critic): the three terms of a policy-gradient loss, with gradients, for learning."""
         actor, critic = self._features(obs)
         out = self.actor_head(actor)
         if self.discrete:

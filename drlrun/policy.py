@@ -5,6 +5,7 @@ normalisation it trained with (statistics frozen into buffers), its network, and
 environment's actions (greedy over Q-values, or the deterministic action scaled or clipped to the
 Box bounds). The module depends on torch alone, so ``drlrun-export`` can write it as TorchScript,
 a ``torch.export`` program or ONNX, and it acts as the agent does in a deterministic evaluation.
+:class:`ActionScaler` is the same [-1, 1] -> Box map as the agents use it while training.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from drlrun.agent import EnvSpec
+from drlrun.errors import DrlrunError
 from drlrun.nets import Tanh
 
 
@@ -70,8 +73,47 @@ class Deterministic(nn.Module):
         return self.actor.deterministic(obs)
 
 
+class ActionScaler:
+    """Maps between a squashed policy's [-1, 1] actions and the environment's [low, high] box,
+    while training: SAC and TD3 act through :meth:`to_env`, store env actions in the replay
+    buffer, and learn in the policy's scale (:meth:`to_unit`). Here, beside :class:`UnitToBox`,
+    so that the training and the exported map stay one formula."""
+
+    def __init__(self, spec: EnvSpec, algo: str, device: torch.device) -> None:
+        if spec.action_low is None or spec.action_high is None:
+            raise DrlrunError(f"algo={algo} needs the bounds of a Box action space.")
+        low = spec.action_low.astype(np.float32).reshape(-1)
+        high = spec.action_high.astype(np.float32).reshape(-1)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise DrlrunError(
+                f"algo={algo} squashes actions into the action space's bounds, but env.id={spec.id!r} "
+                f"has unbounded actions (low={low}, high={high}). Wrap the env with "
+                "gymnasium.wrappers.ClipAction or give it finite bounds."
+            )
+        self.low, self.high = low, high
+        self.shape = spec.action_shape
+        self.scale_np = (high - low) / 2.0
+        self.bias_np = (high + low) / 2.0
+        self.scale = torch.as_tensor(self.scale_np, device=device)
+        self.bias = torch.as_tensor(self.bias_np, device=device)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> [low, high], shaped as the env's actions."""
+        env_actions = (actions * self.scale_np + self.bias_np).astype(np.float32, copy=False)
+        return env_actions.reshape(len(actions), *self.shape)
+
+    def to_unit(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stored env actions [batch, *shape] -> the policy's [-1, 1] as ``[batch, action_dim]``."""
+        return (actions.reshape(len(actions), -1) - self.bias) / self.scale
+
+    def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Uniformly random env actions, for the warm-up before learning starts."""
+        return rng.uniform(self.low, self.high, size=(n, len(self.low))).astype(np.float32).reshape(n, *self.shape)
+
+
 class UnitToBox(nn.Module):
-    """Actions in [-1, 1] -> the env's [low, high], shaped as its action space."""
+    """Actions in [-1, 1] -> the env's [low, high], shaped as its action space: the exported
+    form of :meth:`ActionScaler.to_env`."""
 
     def __init__(self, low: np.ndarray, high: np.ndarray, shape: tuple[int, ...]) -> None:
         super().__init__()

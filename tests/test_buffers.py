@@ -150,9 +150,9 @@ def test_split_gives_equal_views_of_one_batch():
 
 
 def test_a_training_round_draws_its_minibatches_at_once_only_from_uniform_replay():
-    from drlrun.algos.offpolicy import ReplaySchedule
+    from drlrun.algos.offpolicy import OffPolicyAgent
 
-    class Recorder(ReplaySchedule):
+    class Recorder(OffPolicyAgent):
         def __init__(self, buffer):
             self.cfg = type("Cfg", (), {"learning_starts": 0, "train_freq": 4, "gradient_steps": 3, "batch_size": 5})
             self.buffer, self.steps, self.last_train_step, self.batches = buffer, 8, -1, []

@@ -5,20 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drlrun.algos.dqn import linear_schedule, td_target
+from drlrun.algos.dqn import greedy_value, linear_schedule
+from drlrun.algos.offpolicy import td_target
 from drlrun.nets import DuelingConfig, DuelingQNetwork
 
 
 def test_dqn_target_takes_the_max_of_the_target_network():
     next_q_target = torch.tensor([[1.0, 5.0], [3.0, 2.0]])
-    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.9, 0.0]), next_q_target)
+    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.9, 0.0]), greedy_value(next_q_target))
     assert y.tolist() == pytest.approx([1.0 + 0.9 * 5.0, 1.0])  # no bootstrap after termination
 
 
 def test_double_dqn_target_scores_the_online_networks_choice_with_the_target_network():
     next_q_target = torch.tensor([[1.0, 5.0], [3.0, 2.0]])
     next_q_online = torch.tensor([[2.0, 1.0], [0.0, 4.0]])  # online picks actions 0 and 1
-    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.9, 0.5]), next_q_target, next_q_online)
+    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.9, 0.5]), greedy_value(next_q_target, next_q_online))
     assert y.tolist() == pytest.approx([1.0 + 0.9 * 1.0, 1.0 + 0.5 * 2.0])
 
 

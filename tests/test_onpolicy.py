@@ -11,7 +11,8 @@ import torch
 
 from drlrun import checkpoint
 from drlrun.algos.ppo import clipped_surrogate
-from drlrun.algos.reinforce import discounted_returns, policy_gradient_loss
+from drlrun.algos.reinforce import policy_gradient_loss
+from drlrun.buffers.episodes import discounted_returns
 from drlrun.buffers.rollout import episode_ends, gae
 from drlrun.nets import ActorCritic, MLPConfig, gaussian_log_prob
 from drlrun.normalize import ObsNormalizer, RewardScaler, RunningMeanStd
@@ -106,7 +107,7 @@ def test_actor_critic_evaluates_what_it_sampled(shared):
     net = ActorCritic(MLPConfig(hidden_sizes=[16], shared=shared), 4, discrete=True, action_dim=3)
     obs = torch.randn(7, 4)
     actions, log_probs, values = net.act(obs, deterministic=False)
-    again, entropy, values2 = net.evaluate(obs, actions)
+    again, entropy, values2 = net.log_prob_entropy_value(obs, actions)
     assert torch.allclose(log_probs, again) and torch.allclose(values, values2)
     assert (entropy <= math.log(3) + 1e-6).all()
     assert net.torsos.n == (1 if shared else 2)  # the critic's own torso, stacked beside the actor's

@@ -13,11 +13,12 @@ from torch import nn
 from drlrun import checkpoint
 from drlrun.agent import BuildContext, EnvSpec
 from drlrun.algos import sac, td3
-from drlrun.algos.offpolicy import ActionScaler, soft_update
+from drlrun.algos.offpolicy import clipped_double_q, qf_loss, soft_update, td_target
 from drlrun.buffers.replay import UniformConfig
 from drlrun.config import RunConfig
 from drlrun.errors import DrlrunError
 from drlrun.nets import MLPConfig
+from drlrun.policy import ActionScaler
 
 PENDULUM = EnvSpec("Pendulum-v1", 2, (3,), "continuous", 0, (1,),
                    np.array([-2.0], np.float32), np.array([2.0], np.float32))
@@ -80,17 +81,17 @@ def test_squashed_gaussian_log_prob_stays_finite_where_tanh_saturates():
 def test_soft_td_target_by_hand():
     # min(Q1', Q2') = [2, 4]; minus alpha log pi = 0.2 * 0.5 = 0.1 -> soft values [1.9, 3.9]
     next_q = torch.tensor([[2.0, 5.0], [3.0, 4.0]])
-    y = sac.td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.99, 0.0]), next_q,
-                      torch.tensor([0.5, 0.5]), alpha=0.2)
+    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.99, 0.0]),
+                  sac.soft_value(next_q, torch.tensor([0.5, 0.5]), alpha=0.2))
     assert y.tolist() == pytest.approx([1.0 + 0.99 * 1.9, 1.0])  # no bootstrap after termination
 
 
 def test_critic_and_actor_losses_by_hand():
     q = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # [critics, batch]
     # sample 0: (1/2)(0^2 + 2^2) = 2, sample 1: (1/2)(1^2 + 3^2) = 5 -> mean 3.5
-    assert sac.qf_loss(q, torch.tensor([1.0, 1.0])).item() == pytest.approx(3.5)
+    assert qf_loss(q, torch.tensor([1.0, 1.0])).item() == pytest.approx(3.5)
     # importance weights [1, 0] keep sample 0 only: (2 * 1 + 5 * 0) / 2 = 1
-    assert sac.qf_loss(q, torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
+    assert qf_loss(q, torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
     # alpha log pi - min Q = [0.5 * 1 - 1, 0.5 * -1 - 2] = [-0.5, -2.5] -> mean -1.5
     assert sac.actor_loss(torch.tensor([1.0, -1.0]), q, alpha=0.5).item() == pytest.approx(-1.5)
 
@@ -147,9 +148,9 @@ def test_target_smoothing_stays_within_noise_clip_and_the_action_bounds():
 
 
 def test_td3_target_takes_the_smaller_critic_and_ddpg_the_only_one():
-    y = td3.td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.0]), torch.tensor([[4.0, 9.0], [2.0, 3.0]]))
+    y = td_target(torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.0]), clipped_double_q(torch.tensor([[4.0, 9.0], [2.0, 3.0]])))
     assert y.tolist() == pytest.approx([1.0 + 0.5 * 2.0, 1.0])
-    y = td3.td_target(torch.tensor([1.0]), torch.tensor([0.5]), torch.tensor([[4.0]]))
+    y = td_target(torch.tensor([1.0]), torch.tensor([0.5]), clipped_double_q(torch.tensor([[4.0]])))
     assert y.tolist() == pytest.approx([3.0])
 
 

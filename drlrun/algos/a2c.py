@@ -45,7 +45,7 @@ class A2C(OnPolicyAgent):
 
     def learn(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         cfg = self.cfg
-        log_probs, entropy, values = self.policy.evaluate(batch["obs"], batch["actions"])
+        log_probs, entropy, values = self.policy.log_prob_entropy_value(batch["obs"], batch["actions"])
         assert values is not None
         advantages = batch["advantages"]
         if cfg.normalize_advantage and len(advantages) > 1:

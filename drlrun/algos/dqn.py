@@ -15,41 +15,37 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from drlrun.agent import BuildContext
-from drlrun.algos.offpolicy import ReplaySchedule, check_off_policy_config, due, soft_update
+from drlrun.algos.offpolicy import OffPolicyAgent, OffPolicyConfig, due, soft_update, td_target
 from drlrun.buffers.replay import ReplayBatch
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
 from drlrun.optim import clip_grad_norm, make_adam
 from drlrun.policy import Greedy
-from drlrun.registry import BUFFERS, NETWORKS
+from drlrun.registry import NETWORKS
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(OffPolicyConfig):
     name: str = "dqn"
     lr: float = param(1e-4, gt=0.0, help="Adam learning rate")
-    anneal_lr: bool = param(False, help="decay the learning rate linearly to 0 over total_steps")
-    gamma: float = param(0.99, ge=0.0, le=1.0, help="discount factor")
     batch_size: int = param(64, ge=1, help="transitions per gradient step")
     learning_starts: int = param(1_000, ge=0, help="env steps of random play before learning")
     train_freq: int = param(4, ge=1, help="env steps between training rounds")
-    gradient_steps: int = param(1, ge=1, help="gradient steps per training round")
-    target_update_interval: int = param(1_000, ge=1, help="env steps between target updates")
     tau: float = param(1.0, gt=0.0, le=1.0, help="1: hard copy; below 1: Polyak averaging")
+    anneal_lr: bool = param(False, help="decay the learning rate linearly to 0 over total_steps")
+    target_update_interval: int = param(1_000, ge=1, help="env steps between target updates")
     exploration_fraction: float = param(0.1, ge=0.0, le=1.0, help="share of training to anneal epsilon over")
     exploration_initial_eps: float = param(1.0, ge=0.0, le=1.0)
     exploration_final_eps: float = param(0.05, ge=0.0, le=1.0)
     loss: str = param("huber", choices=("huber", "mse"))
     max_grad_norm: float = param(10.0, ge=0.0, help="gradient-norm clip; 0 disables it")
     double: bool = param(False, help="Double DQN target")
-    n_step: int = param(1, ge=1, help="steps in the bootstrapped return")
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
@@ -59,28 +55,27 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     return start + min(1.0, step / duration) * (end - start)
 
 
-def td_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: torch.Tensor,
-              next_q_online: torch.Tensor | None = None) -> torch.Tensor:
-    """y = R + gamma^m * Q_target(s', a'), with a' = argmax Q_target (DQN) or argmax Q_online
-    (Double DQN). ``discounts`` is already 0 where the episode terminated."""
+def greedy_value(next_q_target: torch.Tensor, next_q_online: torch.Tensor | None = None) -> torch.Tensor:
+    """V(s') to bootstrap with: max_a' Q_target(s', a') (DQN), or Q_target(s', a') with
+    a' = argmax Q_online(s', .) (Double DQN: the online network picks, the target network scores)."""
     if next_q_online is None:
-        next_q = next_q_target.max(dim=1).values
-    else:
-        next_actions = next_q_online.argmax(dim=1, keepdim=True)
-        next_q = next_q_target.gather(1, next_actions).squeeze(1)
-    return returns + discounts * next_q
+        return next_q_target.max(dim=1).values
+    next_actions = next_q_online.argmax(dim=1, keepdim=True)
+    return next_q_target.gather(1, next_actions).squeeze(1)
 
 
-class DQN(ReplaySchedule):
+class DQN(OffPolicyAgent):
     """Deep Q-learning for discrete actions."""
 
     Config = DQNConfig
     action_spaces = ("discrete",)
-    COUNTERS = (*ReplaySchedule.COUNTERS, "last_target_step")
+    networks = ("mlp", "dueling")
+    COUNTERS = (*OffPolicyAgent.COUNTERS, "last_target_step")
+    MODULES = ("q_network", "target_network", "optimizer")
 
-    @staticmethod
-    def check_config(cfg: DQNConfig, run: RunConfig) -> None:
-        check_off_policy_config(cfg, run, networks=("mlp", "dueling"))
+    @classmethod
+    def check_config(cls, cfg: DQNConfig, run: RunConfig) -> None:
+        super().check_config(cfg, run)
         if cfg.exploration_final_eps > cfg.exploration_initial_eps:
             raise DrlrunError(
                 f"algo.exploration_final_eps={cfg.exploration_final_eps} is above "
@@ -88,24 +83,14 @@ class DQN(ReplaySchedule):
             )
 
     def __init__(self, cfg: DQNConfig, ctx: BuildContext) -> None:
-        self.cfg = cfg
-        self.device = ctx.device
+        super().__init__(cfg, ctx)
         self.total_steps = ctx.total_steps
         self.n_actions = ctx.spec.n_actions
         self.q_network = NETWORKS.build(ctx.network.name, ctx.network, ctx.spec.obs_dim, self.n_actions).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.params = list(self.q_network.parameters())  # walked every step: listed once
         self.optimizer = make_adam(self.params, cfg.lr, self.device)
-        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, ctx.spec, gamma=cfg.gamma, n_step=cfg.n_step,
-                                    device=self.device, seed=ctx.rng_seed("replay"), total_steps=ctx.total_steps)
-        self.rng = np.random.default_rng(ctx.rng_seed("exploration"))
-        self.eval_rng = np.random.default_rng(ctx.rng_seed("evaluation"))  # noisy evaluations
-        self.steps = 0  # env steps observed
-        self.n_updates = 0
-        self.last_train_step = -1  # the training schedule starts at learning_starts
         self.last_target_step = 0
-        self._last_loss: torch.Tensor | None = None
-        self._last_q: torch.Tensor | None = None
 
     @property
     def epsilon(self) -> float:
@@ -134,7 +119,7 @@ class DQN(ReplaySchedule):
         return actions
 
     # ------------------------------------------------------------------ learn
-    # observe() and update() come from ReplaySchedule: replay, then gradient_step() on schedule.
+    # observe() and update() come from OffPolicyAgent: replay, then gradient_step() on schedule.
 
     def gradient_step(self, batch: ReplayBatch) -> None:
         """Refresh the target network when due (env steps do not move within a training round, so
@@ -154,7 +139,7 @@ class DQN(ReplaySchedule):
         if td_errors is not None:
             self.buffer.update_priorities(batch.indices, td_errors)
         self.n_updates += 1
-        self._last_loss, self._last_q = loss.detach(), q_taken.detach().mean()
+        self._last.update(td_loss=loss.detach(), q_values=q_taken.detach().mean())
 
     def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Importance-weighted Huber (or squared) TD error.
@@ -163,7 +148,8 @@ class DQN(ReplaySchedule):
         q_taken = self.q_network(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         with torch.no_grad():
             next_q_online = self.q_network(batch.next_obs) if self.cfg.double else None
-            y = td_target(batch.returns, batch.discounts, self.target_network(batch.next_obs), next_q_online)
+            next_values = greedy_value(self.target_network(batch.next_obs), next_q_online)
+            y = td_target(batch.returns, batch.discounts, next_values)
         loss_fn = F.smooth_l1_loss if self.cfg.loss == "huber" else F.mse_loss
         if batch.weights is None:  # uniform replay: a plain mean, no priorities to update
             return loss_fn(q_taken, y), None, q_taken
@@ -179,10 +165,8 @@ class DQN(ReplaySchedule):
 
     def metrics(self) -> dict[str, float]:
         out = {"charts/epsilon": self.epsilon}
-        if self._last_loss is not None and self._last_q is not None:
-            out["losses/td_loss"] = float(self._last_loss)
-            out["losses/q_values"] = float(self._last_q)
-            out["charts/gradient_steps"] = float(self.n_updates)
+        if self._last:  # losses/td_loss, losses/q_values and charts/gradient_steps, once it learned
+            out.update(super().metrics())
             out["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         return out
 
@@ -190,19 +174,4 @@ class DQN(ReplaySchedule):
         """Raw observations -> the greedy action (drlrun-export)."""
         return Greedy(self.q_network)
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "q_network": self.q_network.state_dict(),
-            "target_network": self.target_network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            **self.replay_state(with_buffer=with_buffer),
-        }
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_network.load_state_dict(state["q_network"])
-        self.target_network.load_state_dict(state["target_network"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.load_replay_state(state)
+    # state_dict() and load_state_dict() come from OffPolicyAgent: MODULES and the replay state.

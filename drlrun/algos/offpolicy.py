@@ -1,18 +1,70 @@
-"""What the replay-based algorithms share: config checks, target-network averaging, and the
-mapping between a policy's [-1, 1] actions and an environment's action bounds."""
+"""The off-policy family's base: what DQN, SAC and TD3 (and DDPG) share, defined once.
+
+All of them learn from replay on one schedule: every transition goes into a replay buffer; after
+``learning_starts`` env steps of warm-up, every ``train_freq`` env steps bring ``gradient_steps``
+gradient steps on fresh minibatches, each towards a TD target y = R + gamma^m V(s') computed with
+target networks that trail the online ones by Polyak averaging (``tau``). The config fields of
+that schedule, the schedule itself, its checkpoint state and the TD target live here, so that each
+algorithm's file holds only its own math. SAC and TD3 also share their critic half (twin Q
+critics with target copies, clipped double Q-learning, the critic loss with prioritized replay's
+weights and priorities): :meth:`OffPolicyAgent.build_critics` and :meth:`OffPolicyAgent.critic_step`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from drlrun.agent import EnvSpec
-from drlrun.config import RunConfig
+from drlrun.agent import BuildContext
+from drlrun.buffers.replay import ReplayBatch
+from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
+from drlrun.nets import QEnsemble
+from drlrun.optim import Optimizer, make_adam
+from drlrun.registry import BUFFERS
+
+
+@dataclass
+class OffPolicyConfig:
+    """Hyperparameters every replay-based algorithm has. The defaults are SAC's and TD3's
+    (Stable-Baselines3's); an algorithm's config redeclares only those whose default differs."""
+
+    name: str = "offpolicy"
+    lr: float = param(3e-4, gt=0.0, help="Adam learning rate (of every network it trains)")
+    gamma: float = param(0.99, ge=0.0, le=1.0, help="discount factor")
+    batch_size: int = param(256, ge=1, help="transitions per gradient step")
+    learning_starts: int = param(100, ge=0, help="env steps of uniformly random actions before learning")
+    train_freq: int = param(1, ge=1, help="env steps between training rounds")
+    gradient_steps: int = param(1, ge=1, help="gradient steps per training round")
+    tau: float = param(0.005, gt=0.0, le=1.0, help="Polyak coefficient of the target networks")
+    n_step: int = param(1, ge=1, help="steps in the bootstrapped return (1: the paper's one-step target)")
+
+
+# --------------------------------------------------------------------------- the shared math
+def td_target(returns: torch.Tensor, discounts: torch.Tensor, next_values: torch.Tensor) -> torch.Tensor:
+    """y = R + gamma^m V(s'). The buffer gives the n-step return R = sum_{k<m} gamma^k r_{t+k} and
+    gamma^m (already 0 where the episode terminated); V(s') is what each algorithm bootstraps
+    with: max_a' Q'(s', a') in DQN, min_i Q'_i(s', a') in TD3, the soft value in SAC."""
+    return returns + discounts * next_values
+
+
+def clipped_double_q(q_values: torch.Tensor) -> torch.Tensor:
+    """min_i Q_i over ``[critics, batch]`` (Fujimoto et al., 2018): the smaller of two independent
+    estimates counters Q-learning's overestimation (one critic: DDPG's plain Q)."""
+    return q_values.min(dim=0).values
+
+
+def qf_loss(q_values: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """J_Q = sum over critics of E[1/2 (Q_i(s, a) - y)^2]; ``q_values`` is ``[critics, batch]``.
+    ``weights`` are prioritized replay's importance-sampling weights (None: a plain mean)."""
+    squared = 0.5 * (q_values - y).pow(2).sum(dim=0)
+    return squared.mean() if weights is None else (weights * squared).mean()
 
 
 @torch.no_grad()
@@ -40,100 +92,64 @@ def due(steps: int, last: int, every: int) -> tuple[int, int]:
     return rounds, last + rounds * every
 
 
-def check_off_policy_config(cfg: Any, run: RunConfig, networks: tuple[str, ...] = ("mlp",)) -> None:
-    """Cross-field checks shared by the replay-based algorithms (DQN, SAC, TD3, DDPG)."""
-    if cfg.learning_starts > run.total_steps:
-        raise DrlrunError(
-            f"algo.learning_starts={cfg.learning_starts} is larger than total_steps={run.total_steps}: "
-            "the agent would never learn. Lower algo.learning_starts or raise total_steps."
-        )
-    if cfg.batch_size > run.buffer.capacity:
-        raise DrlrunError(
-            f"algo.batch_size={cfg.batch_size} is larger than buffer.capacity={run.buffer.capacity}. "
-            "Lower the batch size or enlarge the buffer."
-        )
-    if run.network.name not in networks:
-        raise DrlrunError(
-            f"algo={cfg.name} cannot use network={run.network.name}. Valid choices: {', '.join(networks)}."
-        )
-
-
-class ActionScaler:
-    """Maps between the policy's [-1, 1] actions and the environment's [low, high] box."""
-
-    def __init__(self, spec: EnvSpec, algo: str, device: torch.device) -> None:
-        if spec.action_low is None or spec.action_high is None:
-            raise DrlrunError(f"algo={algo} needs the bounds of a Box action space.")
-        low = spec.action_low.astype(np.float32).reshape(-1)
-        high = spec.action_high.astype(np.float32).reshape(-1)
-        if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            raise DrlrunError(
-                f"algo={algo} squashes actions into the action space's bounds, but env.id={spec.id!r} "
-                f"has unbounded actions (low={low}, high={high}). Wrap the env with "
-                "gymnasium.wrappers.ClipAction or give it finite bounds."
-            )
-        self.low, self.high = low, high
-        self.shape = spec.action_shape
-        self.scale_np = (high - low) / 2.0
-        self.bias_np = (high + low) / 2.0
-        self.scale = torch.as_tensor(self.scale_np, device=device)
-        self.bias = torch.as_tensor(self.bias_np, device=device)
-
-    def to_env(self, actions: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> [low, high], shaped as the env's actions."""
-        env_actions = (actions * self.scale_np + self.bias_np).astype(np.float32, copy=False)
-        return env_actions.reshape(len(actions), *self.shape)
-
-    def to_unit(self, actions: torch.Tensor) -> torch.Tensor:
-        """Stored env actions [batch, *shape] -> the policy's [-1, 1] as ``[batch, action_dim]``."""
-        return (actions.reshape(len(actions), -1) - self.bias) / self.scale
-
-    def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Uniformly random env actions, for the warm-up before learning starts."""
-        return rng.uniform(self.low, self.high, size=(n, len(self.low))).astype(np.float32).reshape(n, *self.shape)
-
-
-class ReplaySchedule:
-    """``observe`` and ``update`` for an actor-critic that learns from replay on a schedule.
+# --------------------------------------------------------------------------- the base class
+class OffPolicyAgent:
+    """``observe``, ``update``, checkpoints and metrics for an agent that learns from replay.
 
     Every transition goes into ``self.buffer``; once ``cfg.learning_starts`` env steps have been
     seen, every ``cfg.train_freq`` env steps bring ``cfg.gradient_steps`` calls of
-    ``self.gradient_step(batch)`` with a fresh minibatch. The agent provides ``cfg``, ``buffer``,
-    ``rng``, ``eval_rng``, ``steps``, ``n_updates``, ``last_train_step`` (start it at -1) and ``gradient_step``.
-    :meth:`replay_state` and :meth:`load_replay_state` checkpoint what the schedule owns: the
-    counters named in ``COUNTERS``, the exploration RNG and (optionally) the buffer.
+    :meth:`gradient_step` (the algorithm's own) with a fresh minibatch. ``MODULES`` names the
+    attributes whose ``state_dict`` a checkpoint holds (a missing optimizer is allowed), besides
+    what the schedule owns: the counters in ``COUNTERS``, both RNGs and (optionally) the buffer.
     """
 
-    COUNTERS: tuple[str, ...] = ("steps", "n_updates", "last_train_step")
-    refill_until = 0  # resumed from a checkpoint without its buffer: no learning before this step
-    cfg: Any
-    buffer: Any
-    rng: np.random.Generator
-    eval_rng: np.random.Generator
-    steps: int
-    last_train_step: int
-    gradient_step: Callable[[Any], None]
+    networks: ClassVar[tuple[str, ...]] = ("mlp",)  # the network=... choices it can use
+    COUNTERS: ClassVar[tuple[str, ...]] = ("steps", "n_updates", "last_train_step")
+    MODULES: ClassVar[tuple[str, ...]] = ()
+    # Resumed from a checkpoint without its buffer: no learning before this step (0: none pending).
+    refill_until: int = 0
+    # Built by build_critics (SAC, TD3), which critic_step uses.
+    critic: QEnsemble
+    critic_target: QEnsemble
+    critic_params: list[nn.Parameter]
+    critic_target_params: list[torch.Tensor]
+    critic_optimizer: Optimizer
 
-    def replay_state(self, *, with_buffer: bool) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
-                                 "counters": {name: getattr(self, name) for name in self.COUNTERS}}
-        if with_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
+    @classmethod
+    def check_config(cls, cfg: OffPolicyConfig, run: RunConfig) -> None:
+        """Settings under which the agent would never learn, or that it would ignore."""
+        if cfg.learning_starts > run.total_steps:
+            raise DrlrunError(
+                f"algo.learning_starts={cfg.learning_starts} is larger than total_steps={run.total_steps}: "
+                "the agent would never learn. Lower algo.learning_starts or raise total_steps."
+            )
+        if cfg.batch_size > run.buffer.capacity:
+            raise DrlrunError(
+                f"algo.batch_size={cfg.batch_size} is larger than buffer.capacity={run.buffer.capacity}. "
+                "Lower the batch size or enlarge the buffer."
+            )
+        if run.network.name not in cls.networks:
+            raise DrlrunError(
+                f"algo={cfg.name} cannot use network={run.network.name}. Valid choices: {', '.join(cls.networks)}."
+            )
 
-    def load_replay_state(self, state: dict[str, Any]) -> None:
-        if "rng" in state:
-            self.rng.bit_generator.state = state["rng"]
-        if "eval_rng" in state:
-            self.eval_rng.bit_generator.state = state["eval_rng"]
-        for key, value in state.get("counters", {}).items():
-            setattr(self, key, int(value))
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
-        elif "counters" in state:  # a checkpoint saved with checkpoint.buffer=false: refill first
-            self.refill_until = self.steps + max(self.cfg.learning_starts, self.cfg.batch_size)
-            self.last_train_step = -1  # the training schedule restarts once the buffer is refilled
+    def __init__(self, cfg: Any, ctx: BuildContext) -> None:
+        self.cfg = cfg
+        self.device = ctx.device
+        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, ctx.spec, gamma=cfg.gamma, n_step=cfg.n_step,
+                                    device=self.device, seed=ctx.rng_seed("replay"), total_steps=ctx.total_steps)
+        self.rng = np.random.default_rng(ctx.rng_seed("exploration"))  # exploration and warm-up
+        self.eval_rng = np.random.default_rng(ctx.rng_seed("evaluation"))  # noisy evaluations
+        self.steps = 0  # env steps observed
+        self.n_updates = 0  # (critic) gradient steps
+        self.last_train_step = -1  # the training schedule starts at learning_starts
+        self._last: dict[str, torch.Tensor] = {}  # detached tensors, read by metrics()
 
+    def warming_up(self, explore: bool) -> bool:
+        """A training call before ``learning_starts``: act uniformly at random (SAC, TD3)."""
+        return explore and self.steps < self.cfg.learning_starts
+
+    # ------------------------------------------------------------------ the schedule
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
                 terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
         self.buffer.add(obs, actions, rewards, next_obs, terminated, truncated, valid)
@@ -151,3 +167,65 @@ class ReplaySchedule:
         else:
             for _ in range(steps):
                 self.gradient_step(self.buffer.sample(c.batch_size))
+
+    def gradient_step(self, batch: ReplayBatch) -> None:
+        raise NotImplementedError  # the algorithm's loss
+
+    # ------------------------------------------------------------------ twin critics (SAC, TD3)
+    def build_critics(self, ctx: BuildContext, n: int, lr: float) -> None:
+        """Q_1..Q_n (one stacked network), their frozen target copy and their optimizer."""
+        spec = ctx.spec
+        self.critic = QEnsemble(ctx.network, spec.obs_dim, spec.action_dim, n=n).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_params = list(self.critic.parameters())  # walked every step: listed once
+        self.critic_target_params = list(self.critic_target.parameters())
+        self.critic_optimizer = make_adam(self.critic_params, lr, self.device)
+
+    def critic_step(self, batch: ReplayBatch, actions: torch.Tensor, y: torch.Tensor) -> None:
+        """One gradient step on J_Q (:func:`qf_loss`) towards the TD target ``y`` for the batch's
+        ``actions`` in [-1, 1]. With prioritized replay the loss is importance-weighted and the
+        mean |TD error| over the critics becomes each transition's new priority."""
+        q_values = self.critic(batch.obs, actions)
+        critic_loss = qf_loss(q_values, y, batch.weights)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        if batch.weights is not None:
+            self.buffer.update_priorities(batch.indices, (y - q_values.detach()).abs().mean(dim=0))
+        self.n_updates += 1
+        self._last["qf_loss"] = critic_loss.detach()
+        for i, q in enumerate(q_values.detach(), start=1):
+            self._last[f"qf{i}_values"] = q.mean()
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"losses/{key}": float(value) for key, value in self._last.items()}
+        if self.n_updates:
+            out["charts/gradient_steps"] = float(self.n_updates)
+        return out
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name).state_dict() for name in self.MODULES
+                                 if getattr(self, name) is not None}
+        state.update(rng=self.rng.bit_generator.state, eval_rng=self.eval_rng.bit_generator.state,
+                     counters={name: getattr(self, name) for name in self.COUNTERS})
+        if with_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.MODULES:
+            module = getattr(self, name)
+            if module is not None and (name in state or not name.endswith("optimizer")):
+                module.load_state_dict(state[name])
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        if "eval_rng" in state:
+            self.eval_rng.bit_generator.state = state["eval_rng"]
+        for key, value in state.get("counters", {}).items():
+            setattr(self, key, int(value))
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
+        elif "counters" in state:  # a checkpoint saved with checkpoint.buffer=false: refill first
+            self.refill_until = self.steps + max(self.cfg.learning_starts, self.cfg.batch_size)
+            self.last_train_step = -1  # the training schedule restarts once the buffer is refilled

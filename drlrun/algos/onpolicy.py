@@ -1,7 +1,12 @@
-"""What A2C and PPO share: acting with an actor-critic, collecting a rollout, GAE, normalisation.
+"""The on-policy (policy-gradient) family's base: what REINFORCE, A2C and PPO share.
 
-The algorithms differ only in how they learn from a finished rollout, so each one's file holds
-its config and its ``learn`` method (the loss); this module holds the collection around it.
+All three act with an :class:`~drlrun.nets.ActorCritic` (observation normalisation, sampling,
+clipping to the bounds), export the same deterministic policy, checkpoint the same way, and step
+their optimizer the same way; that lives here once. A2C and PPO also collect the same rollout
+and compute the same GAE advantages, then differ only in how they learn from it: each one's file
+holds its config and its ``learn`` method (the loss). REINFORCE learns from whole episodes
+instead, so it swaps the storage (:meth:`OnPolicyAgent.build_storage` and its state) and the
+``observe``/``update`` around it, and keeps the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from drlrun.agent import BuildContext
 from drlrun.buffers.rollout import RolloutBuffer, episode_ends, gae
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
-from drlrun.nets import ActorCritic, check_policy_gradient_config
+from drlrun.nets import ActorCritic
 from drlrun.normalize import ObsNormalizer, RewardScaler
 from drlrun.optim import Optimizer, clip_grad_norm
 from drlrun.policy import actor_critic_policy
@@ -43,6 +48,17 @@ class OnPolicyConfig:
     log_std_init: float = param(0.0, help="initial log-std of the Gaussian policy (continuous actions)")
 
 
+def check_policy_gradient_config(algo: str, run: RunConfig) -> None:
+    """The policy-gradient family builds its policy from ``network=mlp`` and learns from its own
+    rollouts: a Q-network or a replay buffer chosen for it is a user error, not something to ignore."""
+    if run.network.name != "mlp":
+        raise DrlrunError(f"algo={algo} builds its policy from network=mlp; network={run.network.name} is a "
+                          "Q-network. Valid choices: mlp.")
+    if run.buffer.name != "uniform":
+        raise DrlrunError(f"algo={algo} learns from its own rollouts, so buffer={run.buffer.name} would be "
+                          "ignored. Leave the buffer at its default (uniform).")
+
+
 def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
     """1 - Var[target - predicted] / Var[target]: 1 is a perfect critic, 0 no better than a constant."""
     var = float(np.var(target))
@@ -50,7 +66,8 @@ def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
 
 
 class OnPolicyAgent:
-    """Acts, fills a rollout, and calls ``self.learn(batch)`` each time the rollout is full."""
+    """Acts with an actor-critic, and (A2C, PPO) fills a rollout and calls ``self.learn(batch)``
+    each time it is full. Subclasses pick the optimizer (:meth:`make_optimizer`) and the loss."""
 
     action_spaces = ("discrete", "continuous")
 
@@ -64,30 +81,38 @@ class OnPolicyAgent:
                 f"env.num_envs={run.env.num_envs} = {rollout}): the agent would never learn."
             )
 
-    def __init__(self, cfg: OnPolicyConfig, ctx: BuildContext) -> None:
+    def __init__(self, cfg: Any, ctx: BuildContext, *, critic: bool = True) -> None:
+        """``cfg`` has at least ``lr``, ``max_grad_norm``, ``normalize_obs``, ``orthogonal_init``
+        and ``log_std_init``; ``critic=False`` builds the policy without V(s)."""
         spec = ctx.spec
         self.cfg = cfg
         self.device = ctx.device
+        self.spec = spec
         self.discrete = spec.action_kind == "discrete"
-        self.policy = ActorCritic(ctx.network, spec.obs_dim, self.discrete, spec.action_dim,
+        self.policy = ActorCritic(ctx.network, spec.obs_dim, self.discrete, spec.action_dim, critic=critic,
                                   orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init).to(self.device)
         self.params = list(self.policy.parameters())  # walked every minibatch: listed once
         self.optimizer = self.make_optimizer()
-        self.rollout = RolloutBuffer(cfg.n_steps, spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
-        self.reward_scaler = RewardScaler(spec.num_envs, cfg.gamma, enabled=cfg.normalize_reward)
         self.low, self.high = spec.action_low, spec.action_high
         self.action_shape = spec.action_shape
-        self.spec = spec
         self.steps = 0
         self.n_updates = 0
-        self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
-        self.generator = torch.Generator().manual_seed(ctx.rng_seed("minibatch"))  # minibatch order
         self._last: dict[str, Any] = {}
-        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # act(explore=True)'s normalised obs, actions, log-probs and values, for observe()
+        self._pending: tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor | None] | None = None
+        self.build_storage(ctx)
 
     def make_optimizer(self) -> Optimizer:
         raise NotImplementedError  # each algorithm picks its optimizer
+
+    def build_storage(self, ctx: BuildContext) -> None:
+        """The rollout of ``n_steps`` vector steps, its reward scaling, and the minibatch RNG."""
+        cfg, spec = self.cfg, ctx.spec
+        self.rollout = RolloutBuffer(cfg.n_steps, spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
+        self.reward_scaler = RewardScaler(spec.num_envs, cfg.gamma, enabled=cfg.normalize_reward)
+        self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
+        self.generator = torch.Generator().manual_seed(ctx.rng_seed("minibatch"))  # minibatch order
 
     # ------------------------------------------------------------------ act
     def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
@@ -96,9 +121,8 @@ class OnPolicyAgent:
             obs_t = torch.from_numpy(normed).to(self.device)
             actions, log_probs, values = self.policy.act(obs_t, deterministic=not explore and deterministic)
             actions_np = actions.cpu().numpy().reshape(len(obs), *self.action_shape)
-        if explore:  # remembered for observe(): the rollout stores the unclipped action
-            assert values is not None
-            self._pending = (normed, actions_np, log_probs.cpu().numpy(), values.cpu().numpy())
+        if explore:  # remembered for observe(): storage keeps the unclipped action
+            self._pending = (normed, actions_np, log_probs, values)
         if not self.discrete:
             return np.clip(actions_np, self.low, self.high)
         return actions_np
@@ -108,9 +132,11 @@ class OnPolicyAgent:
                 terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray) -> None:
         assert self._pending is not None, "observe() must follow act(explore=True)"
         normed, raw_actions, log_probs, values = self._pending
+        assert values is not None
         ended = terminated | truncated
         scaled = self.reward_scaler(rewards, ended, valid)
-        self.rollout.add(normed, raw_actions, log_probs, values, scaled, terminated, ended, valid, next_obs)
+        self.rollout.add(normed, raw_actions, log_probs.cpu().numpy(), values.cpu().numpy(), scaled, terminated,
+                         ended, valid, next_obs)
         self.steps += len(obs)
 
     # ------------------------------------------------------------------ update
@@ -177,28 +203,28 @@ class OnPolicyAgent:
 
     # ------------------------------------------------------------------ state
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "obs_norm": self.obs_norm.state_dict(),
-            "reward_scaler": self.reward_scaler.state_dict(),
-            "generator": self.generator.get_state(),
-            "counters": {"steps": self.steps, "n_updates": self.n_updates},
-            # The rollout in progress is small: always kept (``with_buffer`` is for replay buffers),
-            # so that a resumed run is exact.
-            "rollout": self.rollout.state_dict(),
-        }
-        return state
+        """The storage in progress (rollout or episodes) is small: always kept (``with_buffer`` is
+        for replay buffers), so that a resumed run is exact."""
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "obs_norm": self.obs_norm.state_dict(),
+                "counters": {"steps": self.steps, "n_updates": self.n_updates}, **self.storage_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
         self.obs_norm.load_state_dict(state["obs_norm"])
+        for key, value in state.get("counters", {}).items():
+            setattr(self, key, int(value))
+        self.load_storage_state(state)
+
+    def storage_state(self) -> dict[str, Any]:
+        return {"reward_scaler": self.reward_scaler.state_dict(), "generator": self.generator.get_state(),
+                "rollout": self.rollout.state_dict()}
+
+    def load_storage_state(self, state: dict[str, Any]) -> None:
         self.reward_scaler.load_state_dict(state["reward_scaler"])
         if "generator" in state:
             self.generator.set_state(state["generator"])
-        for key, value in state.get("counters", {}).items():
-            setattr(self, key, int(value))
         if "rollout" in state:
             self.rollout.load_state_dict(state["rollout"])

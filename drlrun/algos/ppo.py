@@ -66,7 +66,7 @@ class PPO(OnPolicyAgent):
         last = -(-size // min(cfg.batch_size, size)) - 1  # index of each epoch's last minibatch
         for _epoch in range(cfg.n_epochs):
             for index, mb in enumerate(self.minibatches(batch, size)):
-                log_probs, entropy, values = self.policy.evaluate(mb["obs"], mb["actions"])
+                log_probs, entropy, values = self.policy.log_prob_entropy_value(mb["obs"], mb["actions"])
                 assert values is not None
                 advantages = mb["advantages"]
                 if cfg.normalize_advantage and len(advantages) > 1:

@@ -15,7 +15,6 @@ policy's normalized [-1, 1] space. Defaults follow Stable-Baselines3's SAC.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,35 +25,27 @@ from torch import nn
 
 from drlrun.agent import BuildContext
 from drlrun.algos.offpolicy import (
-    ActionScaler,
-    ReplaySchedule,
-    check_off_policy_config,
+    OffPolicyAgent,
+    OffPolicyConfig,
+    clipped_double_q,
     soft_update,
+    td_target,
 )
 from drlrun.buffers.replay import ReplayBatch
-from drlrun.config import RunConfig, param
-from drlrun.nets import LOG_2PI, QEnsemble, mlp_layers
+from drlrun.config import param
+from drlrun.nets import LOG_2PI, mlp_layers
 from drlrun.optim import make_adam
-from drlrun.policy import Deterministic, UnitToBox
-from drlrun.registry import BUFFERS
+from drlrun.policy import ActionScaler, Deterministic, UnitToBox
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the clamp of the authors' and SB3's implementations
 LOG_2 = math.log(2.0)
 
 
 @dataclass
-class SACConfig:
+class SACConfig(OffPolicyConfig):
     name: str = "sac"
-    lr: float = param(3e-4, gt=0.0, help="Adam learning rate of actor, critics and temperature")
     actor_lr: float | None = param(None, gt=0.0, help="actor learning rate; null: lr")
     critic_lr: float | None = param(None, gt=0.0, help="critic learning rate; null: lr")
-    gamma: float = param(0.99, ge=0.0, le=1.0, help="discount factor")
-    batch_size: int = param(256, ge=1, help="transitions per gradient step")
-    learning_starts: int = param(100, ge=0, help="env steps of uniformly random actions before learning")
-    train_freq: int = param(1, ge=1, help="env steps between training rounds")
-    gradient_steps: int = param(1, ge=1, help="gradient steps per training round")
-    tau: float = param(0.005, gt=0.0, le=1.0, help="Polyak coefficient of the target critics")
-    n_step: int = param(1, ge=1, help="steps in the bootstrapped return (1: the paper's one-step target)")
     policy_frequency: int = param(1, ge=1, help="critic updates per actor (and temperature) update")
     autotune: bool = param(True, help="learn the temperature alpha towards target_entropy")
     alpha: float = param(0.2, ge=0.0, help="fixed temperature when autotune=false")
@@ -77,25 +68,16 @@ def squashed_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: tor
     return gaussian - squash
 
 
-def td_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: torch.Tensor,
-              next_log_probs: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
-    """Soft Bellman target y = r + gamma (1 - done) (min_i Q'_i(s', a') - alpha log pi(a'|s')).
-
-    ``next_q_target`` is ``[critics, batch]``; ``discounts`` is already 0 after a termination."""
-    soft_value = next_q_target.min(dim=0).values - alpha * next_log_probs
-    return returns + discounts * soft_value
-
-
-def qf_loss(q_values: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """J_Q = sum over critics of E[1/2 (Q_i(s, a) - y)^2]; ``q_values`` is ``[critics, batch]``.
-    ``weights`` are prioritized replay's importance-sampling weights (None: a plain mean)."""
-    squared = 0.5 * (q_values - y).pow(2).sum(dim=0)
-    return squared.mean() if weights is None else (weights * squared).mean()
+def soft_value(next_q_target: torch.Tensor, next_log_probs: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+    """The soft state value V(s') = min_i Q'_i(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s'), that
+    the soft Bellman target y = r + gamma (1 - done) V(s') bootstraps with; ``next_q_target`` is
+    ``[critics, batch]``."""
+    return clipped_double_q(next_q_target) - alpha * next_log_probs
 
 
 def actor_loss(log_probs: torch.Tensor, q_values: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
     """J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(.|s) reparameterized."""
-    return (alpha * log_probs - q_values.min(dim=0).values).mean()
+    return (alpha * log_probs - clipped_double_q(q_values)).mean()
 
 
 def temperature_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -132,42 +114,24 @@ class SquashedGaussianActor(nn.Module):
 
 
 # --------------------------------------------------------------------------- the agent
-class SAC(ReplaySchedule):
+class SAC(OffPolicyAgent):
     """Soft Actor-Critic for continuous (Box) actions."""
 
     Config = SACConfig
     action_spaces = ("continuous",)
-
-    @staticmethod
-    def check_config(cfg: SACConfig, run: RunConfig) -> None:
-        check_off_policy_config(cfg, run)
+    MODULES = ("actor", "critic", "critic_target", "actor_optimizer", "critic_optimizer", "alpha_optimizer")
 
     def __init__(self, cfg: SACConfig, ctx: BuildContext) -> None:
-        self.cfg = cfg
-        self.device = ctx.device
-        spec = ctx.spec
-        self.scaler = ActionScaler(spec, cfg.name, self.device)
-        obs_dim, action_dim = spec.obs_dim, spec.action_dim
-        self.actor = SquashedGaussianActor(ctx.network, obs_dim, action_dim).to(self.device)
-        self.critic = QEnsemble(ctx.network, obs_dim, action_dim).to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        super().__init__(cfg, ctx)
+        self.scaler = ActionScaler(ctx.spec, cfg.name, self.device)
+        self.actor = SquashedGaussianActor(ctx.network, ctx.spec.obs_dim, ctx.spec.action_dim).to(self.device)
         self.actor_params = list(self.actor.parameters())  # walked every step: listed once
-        self.critic_params = list(self.critic.parameters())
-        self.critic_target_params = list(self.critic_target.parameters())
         self.actor_optimizer = make_adam(self.actor_params, cfg.actor_lr or cfg.lr, self.device)
-        self.critic_optimizer = make_adam(self.critic_params, cfg.critic_lr or cfg.lr, self.device)
-        self.target_entropy = float(-action_dim if cfg.target_entropy is None else cfg.target_entropy)
+        self.build_critics(ctx, n=2, lr=cfg.critic_lr or cfg.lr)
+        self.target_entropy = float(-ctx.spec.action_dim if cfg.target_entropy is None else cfg.target_entropy)
         self.log_alpha = torch.tensor(math.log(cfg.alpha_init), device=self.device, requires_grad=cfg.autotune)
         self.alpha_optimizer = make_adam([self.log_alpha], cfg.lr, self.device) if cfg.autotune else None
         self._fixed_alpha = torch.tensor(cfg.alpha, device=self.device)
-        self.buffer = BUFFERS.build(ctx.buffer.name, ctx.buffer, spec, gamma=cfg.gamma, n_step=cfg.n_step,
-                                    device=self.device, seed=ctx.rng_seed("replay"), total_steps=ctx.total_steps)
-        self.rng = np.random.default_rng(ctx.rng_seed("exploration"))
-        self.eval_rng = np.random.default_rng(ctx.rng_seed("evaluation"))  # noisy evaluations
-        self.steps = 0  # env steps observed
-        self.n_updates = 0  # critic gradient steps
-        self.last_train_step = -1  # the training schedule starts at learning_starts
-        self._last: dict[str, torch.Tensor] = {}  # detached tensors, read by metrics()
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -176,7 +140,7 @@ class SAC(ReplaySchedule):
 
     # ------------------------------------------------------------------ act
     def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
-        if explore and self.steps < self.cfg.learning_starts:
+        if self.warming_up(explore):
             return self.scaler.uniform(self.rng, len(obs))
         with torch.inference_mode():
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
@@ -185,29 +149,17 @@ class SAC(ReplaySchedule):
             actions = actions.cpu().numpy()
         return self.scaler.to_env(actions)
 
-    # observe() and update() come from ReplaySchedule: replay, then gradient_step() on schedule.
+    # observe() and update() come from OffPolicyAgent: replay, then gradient_step() on schedule.
 
     def gradient_step(self, batch: ReplayBatch) -> None:
         """One critic update; every ``policy_frequency``-th also an actor and temperature update."""
         c = self.cfg
         alpha = self.alpha
-        actions = self.scaler.to_unit(batch.actions)
         with torch.no_grad():
             next_actions, next_log_probs = self.actor.sample(batch.next_obs)
-            y = td_target(batch.returns, batch.discounts, self.critic_target(batch.next_obs, next_actions),
-                          next_log_probs, alpha)
-        q_values = self.critic(batch.obs, actions)
-        critic_loss = qf_loss(q_values, y, batch.weights)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        if batch.weights is not None:  # prioritized replay: new priorities from the mean |TD error|
-            self.buffer.update_priorities(batch.indices, (y - q_values.detach()).abs().mean(dim=0))
-        self.n_updates += 1
-        last = self._last
-        last["qf_loss"] = critic_loss.detach()
-        last["qf1_values"] = q_values[0].detach().mean()
-        last["qf2_values"] = q_values[1].detach().mean()
+            next_values = soft_value(self.critic_target(batch.next_obs, next_actions), next_log_probs, alpha)
+            y = td_target(batch.returns, batch.discounts, next_values)
+        self.critic_step(batch, self.scaler.to_unit(batch.actions), y)
 
         if self.n_updates % c.policy_frequency == 0:
             pi_actions, log_probs = self.actor.sample(batch.obs)
@@ -215,13 +167,13 @@ class SAC(ReplaySchedule):
             self.actor_optimizer.zero_grad(set_to_none=True)
             pi_loss.backward(inputs=self.actor_params)  # no gradients for the critics
             self.actor_optimizer.step()
-            last["actor_loss"] = pi_loss.detach()
+            self._last["actor_loss"] = pi_loss.detach()
             if self.alpha_optimizer is not None:
                 alpha_loss = temperature_loss(self.log_alpha, log_probs, self.target_entropy)
                 self.alpha_optimizer.zero_grad(set_to_none=True)
                 alpha_loss.backward()
                 self.alpha_optimizer.step()
-                last["alpha_loss"] = alpha_loss.detach()
+                self._last["alpha_loss"] = alpha_loss.detach()
         soft_update(self.critic_target_params, self.critic_params, c.tau)
 
     def export_policy(self) -> nn.Module:
@@ -230,36 +182,14 @@ class SAC(ReplaySchedule):
         return nn.Sequential(Deterministic(self.actor), UnitToBox(s.low, s.high, s.shape))
 
     def metrics(self) -> dict[str, float]:
-        out = {"losses/alpha": float(self.alpha)}
-        out.update({f"losses/{key}": float(value) for key, value in self._last.items()})
-        if self.n_updates:
-            out["charts/gradient_steps"] = float(self.n_updates)
-        return out
+        return {"losses/alpha": float(self.alpha), **super().metrics()}
 
     # ------------------------------------------------------------------ state
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            **self.replay_state(with_buffer=with_buffer),
-        }
-        if self.alpha_optimizer is not None:
-            state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
-        return state
+        return super().state_dict(with_buffer=with_buffer) | {"log_alpha": self.log_alpha.detach().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        for name in ("actor_optimizer", "critic_optimizer", "alpha_optimizer"):
-            optimizer = getattr(self, name)
-            if name in state and optimizer is not None:
-                optimizer.load_state_dict(state[name])
+        super().load_state_dict(state)
         if "log_alpha" in state:
             with torch.no_grad():
                 self.log_alpha.copy_(state["log_alpha"])
-        self.load_replay_state(state)
