@@ -22,24 +22,21 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from drlrun import sweep
+from drlrun.commands import (
+    EXIT_DIVERGED,
+    EXIT_SWEEP_FAILURES,
+    EXIT_USER_ERROR,
+    console,
+    print_error,
+)
 from drlrun.envs import slug
 from drlrun.errors import DrlrunError
+from drlrun.interrupt import Interrupted
+from drlrun.loop import Diverged
 from drlrun.pruning import Pruned
-from drlrun.runner import Diverged, Interrupted
-
-EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
-EXIT_SWEEP_FAILURES = 1
-console = Console(stderr=True)
 
 if not OmegaConf.has_resolver("slug"):
     OmegaConf.register_new_resolver("slug", slug)
-
-
-def print_error(exc: BaseException, title: str = "[bold red]drlrun error:[/]") -> None:
-    # (The task function reaches the console only through module functions such as this one:
-    # Hydra's joblib launcher pickles it by value, and a Console cannot be pickled.)
-    console.print(f"{title} {exc}", highlight=False, soft_wrap=True)
 
 
 def _wants_traceback(cfg: DictConfig | None = None) -> bool:
@@ -53,8 +50,9 @@ def _wants_traceback(cfg: DictConfig | None = None) -> bool:
 @hydra.main(config_path="pkg://drlrun.conf", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float:
     """Hydra's task function; returns the final evaluation mean (what a sweeper optimises)."""
+    from drlrun.build import resume_settings
     from drlrun.compose import to_settings
-    from drlrun.runner import resume_settings, train
+    from drlrun.runner import train
     from drlrun.telemetry import summary_table
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -87,7 +85,7 @@ def _record_failed_job(cfg: DictConfig, run_dir: Path, exc: Exception) -> float:
     the job's log, and the sweeper gets NaN (Optuna records the trial as failed)."""
     import logging
 
-    from drlrun.runner import failure_summary, write_summary
+    from drlrun.summary import failure_summary, write_summary
 
     job = HydraConfig.get().job.num
     if isinstance(exc, Pruned):  # an expected outcome of a search, not a failure

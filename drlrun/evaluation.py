@@ -9,22 +9,18 @@ made for another algorithm, environment or network is refused, naming both value
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from drlrun import checkpoint
-from drlrun.agent import Agent, EnvSpec
-from drlrun.compose import build_section, to_settings
-from drlrun.config import RunConfig, check_ranges, param
-from drlrun.errors import DrlrunError
+from drlrun.build import Trained, load_trained
+from drlrun.commands import run_command
+from drlrun.config import param
 
 EVAL_CLI_SEED_OFFSET = 2_000_006  # drlrun-eval's default seeds: neither training's nor its evaluations'
 
@@ -48,136 +44,28 @@ class EvalArgs:
     debug: bool = param(False, help="show Python tracebacks for errors")
 
 
-@dataclass
-class Trained:
-    """An agent rebuilt from a run and loaded from one of its checkpoints."""
-
-    cfg: RunConfig
-    env_id: str
-    spec: EnvSpec
-    agent: Agent
-    path: Path
-    header: dict[str, Any]
-
-
-def run_settings(run_dir: Path) -> RunConfig:
-    """The configuration a run was trained with."""
-    saved = run_dir / ".hydra" / "config.yaml"
-    if saved.is_file():
-        return to_settings(OmegaConf.load(saved))
-    for name in ("latest.pt", "best.pt"):
-        path = run_dir / "checkpoints" / name
-        if path.is_file():
-            header, _ = checkpoint.load(path)
-            if "settings" in header:
-                return to_settings(OmegaConf.create(header["settings"]))
-    raise DrlrunError(f"{str(run_dir)!r} is not a drlrun run directory: it has neither .hydra/config.yaml nor "
-                      "a checkpoint that records its settings.")
-
-
-def checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which == "best":
-        path = run_dir / "checkpoints" / "best.pt"
-        if not path.is_file() and (run_dir / "checkpoints" / "latest.pt").is_file():
-            raise DrlrunError(f"{str(run_dir)!r} has no best checkpoint (it ran with checkpoint.save_best=false); "
-                              "use checkpoint=last.")
-        return path
-    if which in ("last", "latest"):
-        return run_dir / "checkpoints" / "latest.pt"
-    return Path(which).expanduser()
-
-
-def load_trained(run_dir: Path, which: str = "last", device: str = "cpu") -> Trained:
-    """Rebuild the run's agent and load the checkpoint ``which`` (best, last, or a path) into it."""
-    from drlrun.envs import describe, make_envs, resolve_env_id
-    from drlrun.runner import build_agent, checkpoint_header, resolve_device
-
-    if not run_dir.is_dir():
-        raise DrlrunError(f"{str(run_dir)!r}: no such directory. Give the directory of a drlrun run, "
-                          "e.g. outputs/2026-01-31/12-00-00_ppo_CartPole-v1_seed0.")
-    cfg = run_settings(run_dir)
-    path = checkpoint_path(run_dir, which)
-    header, state = checkpoint.load(path)
-    env_id = resolve_env_id(cfg.env.id)
-    envs = make_envs(cfg.env, env_id, 1)
-    try:
-        spec = dataclasses.replace(describe(envs, env_id), num_envs=cfg.env.num_envs)
-    finally:
-        envs.close()
-    checkpoint.check_header(path, header, checkpoint_header(cfg, env_id, spec))
-    agent = build_agent(cfg, spec, resolve_device(device))
-    checkpoint.load_agent_state(agent, state, path, cfg.algo.name)
-    return Trained(cfg, env_id, spec, agent, path, header)
-
-
-def parse_args(argv: list[str], cls: type, usage: str) -> tuple[Path, Any]:
-    """``RUN_DIR key=value ...`` -> (run directory, a range-checked ``cls``)."""
-    if not argv or argv[0] in ("-h", "--help"):
-        def shown(value: Any) -> str:
-            return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-        fields = "\n".join(f"  {f.name + '=' + shown(f.default):<22} {f.metadata.get('help', '')}"
-                           for f in dataclasses.fields(cls))
-        print(f"usage: {usage}\n\n{fields}", file=sys.stdout if argv else sys.stderr)
-        sys.exit(0 if argv else 2)
-    run_dir, rest = Path(argv[0]).expanduser(), argv[1:]
-    bad = [a for a in rest if "=" not in a]
-    if bad:
-        raise DrlrunError(f"Arguments are key=value; got {bad[0]!r}. Valid keys: "
-                          f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
-    values = OmegaConf.to_container(OmegaConf.from_dotlist(rest))
-    assert isinstance(values, dict)
-    args = build_section(cls, values, "")
-    check_ranges(args, "")
-    return run_dir, args
-
-
 def evaluate_run(run_dir: Path, args: EvalArgs, console: Console) -> dict[str, Any]:
     """Evaluate, record and show as ``args`` says; write ``eval.json``; return its content."""
     from drlrun.envs import make_envs
-    from drlrun.runner import evaluate
-    from drlrun.video import make_render_env, play, record, require_display, require_moviepy
+    from drlrun.episodes import evaluate
+    from drlrun.video import require_display, require_moviepy
 
     if args.video:
         require_moviepy("video=true")
     if args.render == "human":
         require_display()
     trained = load_trained(run_dir, args.checkpoint, args.device)
-    cfg, agent = trained.cfg, trained.agent
+    cfg = trained.cfg
     seed = cfg.seed + EVAL_CLI_SEED_OFFSET if args.seed is None else args.seed
     envs = make_envs(cfg.env, trained.env_id, min(args.episodes, 16))
     try:
-        returns, lengths = evaluate(agent, envs, args.episodes, seed, args.deterministic)
+        returns, lengths = evaluate(trained.agent, envs, args.episodes, seed, args.deterministic)
     finally:
         envs.close()
     step = int(trained.header.get("step", 0))
-    videos: list[str] = []
-    if args.video:
-        env = make_render_env(cfg.env, trained.env_id, "rgb_array")
-        writer = None
-        try:
-            if args.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(log_dir=str(run_dir))
-            for episode in range(args.video_episodes):
-                video = run_dir / "videos" / f"{trained.path.stem}-step{step}-seed{seed + episode}.mp4"
-                ret = record(agent, env, seed + episode, args.deterministic, video, writer,
-                             f"videos/{trained.path.stem}_episode{episode}", step)
-                videos.append(str(video))
-                console.print(f"video: {video} (return {ret:.1f})", highlight=False)
-        finally:
-            env.close()
-            if writer is not None:
-                writer.close()
+    videos = record_videos(run_dir, trained, args, seed, step, console) if args.video else []
     if args.render == "human":
-        env = make_render_env(cfg.env, trained.env_id, "human")
-        try:
-            for episode in range(args.episodes):
-                _, ret, length = play(agent, env, seed + episode, args.deterministic)
-                console.print(f"episode {episode}: return {ret:.1f}, length {length}", highlight=False)
-        finally:
-            env.close()
+        show(trained, args, seed, console)
     result = {
         "run_dir": str(run_dir), "checkpoint": str(trained.path), "checkpoint_step": step,
         "algo": cfg.algo.name, "env": trained.env_id, "episodes": int(args.episodes), "seed": seed,
@@ -191,6 +79,46 @@ def evaluate_run(run_dir: Path, args: EvalArgs, console: Console) -> dict[str, A
     return result
 
 
+def record_videos(run_dir: Path, trained: Trained, args: EvalArgs, seed: int, step: int,
+                  console: Console) -> list[str]:
+    """``args.video_episodes`` episodes to MP4 files in ``RUN_DIR/videos`` (and to TensorBoard with
+    ``tensorboard=true``); returns the files."""
+    from drlrun.video import make_render_env, record
+
+    videos: list[str] = []
+    env = make_render_env(trained.cfg.env, trained.env_id, "rgb_array")
+    writer = None
+    try:
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=str(run_dir))
+        for episode in range(args.video_episodes):
+            video = run_dir / "videos" / f"{trained.path.stem}-step{step}-seed{seed + episode}.mp4"
+            ret = record(trained.agent, env, seed + episode, args.deterministic, video, writer,
+                         f"videos/{trained.path.stem}_episode{episode}", step)
+            videos.append(str(video))
+            console.print(f"video: {video} (return {ret:.1f})", highlight=False)
+    finally:
+        env.close()
+        if writer is not None:
+            writer.close()
+    return videos
+
+
+def show(trained: Trained, args: EvalArgs, seed: int, console: Console) -> None:
+    """``render=human``: the episodes in a window."""
+    from drlrun.video import make_render_env, play
+
+    env = make_render_env(trained.cfg.env, trained.env_id, "human")
+    try:
+        for episode in range(args.episodes):
+            _, ret, length = play(trained.agent, env, seed + episode, args.deterministic)
+            console.print(f"episode {episode}: return {ret:.1f}, length {length}", highlight=False)
+    finally:
+        env.close()
+
+
 def result_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"{result['algo']} on {result['env']}: {result['episodes']} episodes from seed "
                         f"{result['seed']} ({'deterministic' if result['deterministic'] else 'sampled'} actions)",
@@ -200,22 +128,6 @@ def result_table(result: dict[str, Any]) -> Table:
     table.add_row(*(f"{result[k]:.1f}" for k in ("return_mean", "return_std", "return_min", "return_max",
                                                  "length_mean")))
     return table
-
-
-def run_command(argv: list[str] | None, cls: type, usage: str, action: Any) -> tuple[Path, Any]:
-    """Parse ``RUN_DIR key=value ...`` into ``cls`` and return ``(run_dir, action(run_dir, args))``;
-    a user error prints as one paragraph and exits 2 (``debug=true`` shows the traceback)."""
-    from drlrun.cli import EXIT_USER_ERROR, print_error
-
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        run_dir, args = parse_args(argv, cls, usage)
-        return run_dir, action(run_dir, args)
-    except DrlrunError as exc:
-        if "debug=true" in argv:
-            raise
-        print_error(exc)
-        sys.exit(EXIT_USER_ERROR)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,9 +24,10 @@ from rich.console import Console
 from torch import nn
 
 from drlrun import checkpoint
+from drlrun.build import Trained, export_policy, load_trained
+from drlrun.commands import run_command
 from drlrun.config import param
 from drlrun.errors import DrlrunError
-from drlrun.evaluation import Trained, load_trained, run_command
 from drlrun.policy import portable
 
 SUFFIX = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
@@ -52,11 +53,8 @@ class ExportArgs:
 
 
 def policy_module(trained: Trained) -> nn.Module:
-    make = getattr(trained.agent, "export_policy", None)
-    if make is None:
-        raise DrlrunError(f"algo={trained.cfg.algo.name} does not provide a policy for export (its agent has no "
-                          "export_policy method).")
-    return portable(make())
+    """The agent's policy, made to depend on torch alone (``policy.portable``)."""
+    return portable(export_policy(trained.agent, trained.cfg.algo.name))
 
 
 def sample_observations(trained: Trained, n: int = CHECK_OBSERVATIONS) -> np.ndarray:

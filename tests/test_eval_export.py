@@ -18,9 +18,10 @@ import torch
 from conftest import run_cli
 from test_config import settings
 
-from drlrun.evaluation import load_trained
+from drlrun.build import load_trained
+from drlrun.episodes import EVAL_SEED_OFFSET
 from drlrun.export import ExportArgs, export_run, sample_observations
-from drlrun.runner import EVAL_SEED_OFFSET, train
+from drlrun.runner import train
 
 RUNS = {
     "dqn": ("algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=500", "algo.train_freq=4",

@@ -18,8 +18,9 @@ import pytest
 from test_config import settings as config_settings
 from test_resume import CASES, metrics, tensorboard_points
 
+from drlrun.build import resume_settings
 from drlrun.envs import SeededEpisodes, copy_seeds, episode_seed
-from drlrun.runner import resume_settings, train
+from drlrun.runner import train
 
 # Settings that must not matter, in two very different combinations.
 SIDE_A = ("eval.interval=1000", "eval.episodes=2", "checkpoint.interval=400", "log.interval=200")

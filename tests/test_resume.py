@@ -22,8 +22,9 @@ from conftest import drlrun_executable, run_cli
 from test_config import settings as config_settings
 
 from drlrun import checkpoint
+from drlrun.build import resume_settings
 from drlrun.errors import DrlrunError
-from drlrun.runner import Run, resume_settings, train
+from drlrun.runner import Run, train
 
 WALL_CLOCK = ("wall_time", "charts/SPS", "eval/train_seconds")  # the only fields that may differ
 

@@ -12,9 +12,10 @@ from drlrun.agent import BuildContext
 from drlrun.buffers.replay import UniformConfig
 from drlrun.config import EnvConfig, EvalConfig, LogConfig, RunConfig
 from drlrun.envs import make_envs, resolve_env_id
+from drlrun.episodes import evaluate
 from drlrun.nets import MLPConfig
 from drlrun.registry import ALGOS
-from drlrun.runner import Run, evaluate
+from drlrun.runner import Run
 from drlrun.telemetry import Telemetry
 
 
