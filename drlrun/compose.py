@@ -27,6 +27,9 @@ def register_configs() -> None:
 
     Plug-in algorithms, networks and buffers that ship no YAML file become group options
     directly from their config dataclass, so ``algo=<plugin>`` works with no file in ``conf/``.
+    A plug-in that failed to load or to pass its contract check becomes an option too, holding
+    only its name: choosing it reaches :func:`to_settings`, whose registry lookup raises the
+    reason (exit 2, one paragraph) instead of Hydra's "could not find algo/NAME".
     """
     from hydra.core.config_store import ConfigStore
 
@@ -39,6 +42,8 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=cls.Config, package=group)
             if not (conf / group / f"{name}.yaml").is_file():
                 cs.store(group=group, name=name, node=cls.Config)
+        for name in registry.broken:  # composes, so that building it reports why it cannot be used
+            cs.store(group=group, name=name, node={"name": name})
     register_sweeper_plugin()
 
 

@@ -11,7 +11,6 @@ import pytest
 from drlrun.compose import register_configs
 
 TESTS_DIR = Path(__file__).parent
-sys.path.insert(0, str(TESTS_DIR))  # so 'fake_envs' imports in-process too
 register_configs()
 
 
