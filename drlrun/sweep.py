@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from rich.console import Console
 from rich.table import Table
 
@@ -92,8 +92,30 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+
+
+def join_ray_cluster_as_given(config: DictConfig) -> None:
+    """hydra-ray-launcher gives ``ray.init`` a small object store (``object_store_memory``) unless
+    the config names one, and Ray refuses any object store size from a process that joins a
+    running cluster (``hydra.launcher.ray.init.address=auto`` or ``HOST:PORT``): the cluster sized
+    it already. So when an address is given and no size, the size is set to none (Ray's "not
+    given"); a Ray that the sweep starts itself keeps the launcher's default."""
+    launcher = config.hydra.launcher
+    if launcher.get("_target_") != RAY_LAUNCHER:
+        return
+    init = launcher.ray.init
+    if init.get("address") not in (None, "", "local") and "object_store_memory" not in init:
+        with open_dict(init):
+            init.object_store_memory = None
+
+
 class SweepSummary(Callback):
-    """Hydra callback: print and save the sweep's table once every job has returned."""
+    """Hydra callback: adjusts the launcher's settings before the sweep starts, and prints and
+    saves the sweep's table once every job has returned."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        join_ray_cluster_as_given(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
