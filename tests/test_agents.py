@@ -1,10 +1,12 @@
-"""The agent contract, checked for every built-in algorithm on small fake problems."""
+"""The agent contract, checked for every installed algorithm (the registry's, never a hand-kept
+list) on small fake problems."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from components import INSTALLED
 
 from drlrun.agent import BuildContext, EnvSpec
 from drlrun.algos.offpolicy import due
@@ -12,8 +14,11 @@ from drlrun.buffers.replay import UniformConfig
 from drlrun.nets import MLPConfig
 from drlrun.registry import ALGOS
 
-DISCRETE = EnvSpec("fake", 2, (3,), "discrete", 2, ())
-BOX = EnvSpec("fake", 2, (3,), "continuous", 0, (2, 2), -np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
+# Four observation dimensions, as CartPole's: an algorithm whose defaults are made for a task of
+# that shape (the example plug-in's binned ranges) is tested on its defaults too.
+OBS_DIM = 4
+DISCRETE = EnvSpec("fake", 2, (OBS_DIM,), "discrete", 2, ())
+BOX = EnvSpec("fake", 2, (OBS_DIM,), "continuous", 0, (2, 2), -np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
 SMALL = {"dqn": {"learning_starts": 4, "batch_size": 4}, "sac": {"learning_starts": 4, "batch_size": 4},
          "td3": {"learning_starts": 4, "batch_size": 4}, "ddpg": {"learning_starts": 4, "batch_size": 4},
          "ppo": {"n_steps": 4, "batch_size": 4, "normalize_obs": True}, "a2c": {"n_steps": 4, "normalize_obs": True},
@@ -23,13 +28,13 @@ SMALL = {"dqn": {"learning_starts": 4, "batch_size": 4}, "sac": {"learning_start
 def build(name: str, spec: EnvSpec):
     cls = ALGOS.get(name)
     ctx = BuildContext(spec, MLPConfig(hidden_sizes=[8]), UniformConfig(capacity=64), torch.device("cpu"), 1000, 0)
-    return cls(cls.Config(**SMALL[name]), ctx)
+    return cls(cls.Config(**SMALL.get(name, {})), ctx)  # (an algorithm not in SMALL: its defaults)
 
 
 def play(agent, spec: EnvSpec, steps: int) -> None:
     rng = np.random.default_rng(0)
     for t in range(steps):
-        obs = rng.standard_normal((spec.num_envs, 3)).astype(np.float32)
+        obs = rng.standard_normal((spec.num_envs, OBS_DIM)).astype(np.float32)
         actions = agent.act(obs, explore=True)
         ended = np.full(spec.num_envs, t % 5 == 4)
         agent.observe(obs, actions, np.ones(spec.num_envs), obs, ended, np.zeros(spec.num_envs, bool),
@@ -54,7 +59,7 @@ def flat_state(agent) -> list[torch.Tensor]:
     return out
 
 
-CASES = [(name, spec) for name in SMALL for spec in (DISCRETE, BOX)
+CASES = [(name, spec) for name in INSTALLED for spec in (DISCRETE, BOX)
          if spec.action_kind in ALGOS.get(name).action_spaces]
 
 
@@ -63,7 +68,7 @@ def test_actions_fit_the_space_and_evaluation_changes_no_training_state(name, sp
     torch.manual_seed(0)
     agent = build(name, spec)
     play(agent, spec, 12)
-    obs = np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32)
+    obs = np.random.default_rng(1).standard_normal((2, OBS_DIM)).astype(np.float32)
     before = flat_state(agent)
     first = agent.act(obs, explore=False)
     second = agent.act(obs, explore=False)
@@ -89,7 +94,7 @@ def test_due_keeps_the_schedule_whatever_the_number_of_envs():
 def test_dqn_trains_at_the_same_rate_per_env_step_with_more_envs():
     counts = {}
     for n in (1, 4):
-        spec = EnvSpec("fake", n, (3,), "discrete", 2, ())
+        spec = EnvSpec("fake", n, (OBS_DIM,), "discrete", 2, ())
         cls = ALGOS.get("dqn")
         ctx = BuildContext(spec, MLPConfig(hidden_sizes=[8]), UniformConfig(capacity=256), torch.device("cpu"), 1000, 0)
         agent = cls(cls.Config(learning_starts=8, batch_size=4, train_freq=2, gradient_steps=1), ctx)
@@ -180,5 +185,5 @@ def test_an_agents_random_streams_are_independent_children_of_its_seed():
 def test_a_noisy_evaluation_does_not_draw_from_the_exploration_stream():
     dqn = build("dqn", DISCRETE)
     before = dqn.rng.bit_generator.state
-    dqn.act(np.zeros((2, 3), np.float32), explore=False, deterministic=False)
+    dqn.act(np.zeros((2, OBS_DIM), np.float32), explore=False, deterministic=False)
     assert dqn.rng.bit_generator.state == before

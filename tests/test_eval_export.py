@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from components import cases
 from conftest import run_cli
 from test_config import settings
 
@@ -23,7 +24,8 @@ from drlrun.episodes import EVAL_SEED_OFFSET
 from drlrun.export import ExportArgs, export_run, sample_observations
 from drlrun.runner import train
 
-RUNS = {
+# One small run per installed algorithm (components.py), plus PPO with normalisation baked in.
+RUNS = cases({
     "dqn": ("algo=dqn", "env=CartPole-v1", "total_steps=1500", "algo.learning_starts=500", "algo.train_freq=4",
             "algo.gradient_steps=1", "network.hidden_sizes=[32,32]"),
     "ppo_normalized": ("algo=ppo", "env=Pendulum-v1", "total_steps=1024", "env.num_envs=2", "algo.n_steps=128",
@@ -34,7 +36,9 @@ RUNS = {
             "network.hidden_sizes=[32,32]", "network.activation=tanh"),
     "td3": ("algo=td3", "env=Pendulum-v1", "total_steps=700", "algo.learning_starts=300", "algo.batch_size=32",
             "network.hidden_sizes=[32,32]"),
-}
+    "ddpg": ("algo=ddpg", "env=Pendulum-v1", "total_steps=700", "algo.learning_starts=300", "algo.batch_size=32",
+             "network.hidden_sizes=[32,32]"),
+}, total_steps=1024)
 
 
 @pytest.fixture(scope="module")

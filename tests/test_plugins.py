@@ -6,6 +6,7 @@ part, by name, with exit 2 and no traceback."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -82,6 +83,19 @@ def test_the_example_package_learns_cartpole_through_the_cli(cli, tmp_path):
     site = pip_install(ROOT / "examples" / "drlrun-tabular", tmp_path / "site")
     done = train_resume_eval_export(cli, tmp_path, site, "tabular_q", 40_000)
     assert done["final_return_mean"] > 60, done
+
+
+def test_the_contract_resume_and_export_tests_cover_a_new_algorithm_without_edits(tmp_path):
+    """Installing the example package is all it takes: the registry-driven test cases include it,
+    and they pass."""
+    site = pip_install(ROOT / "examples" / "drlrun-tabular", tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    files = ["tests/test_agents.py", "tests/test_resume.py", "tests/test_eval_export.py"]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "tabular_q",
+                             *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    ran = re.search(r"(\d+) passed", result.stdout)
+    assert ran and int(ran.group(1)) >= 5, result.stdout[-3000:]  # contract, resume, 3 export formats
 
 
 BROKEN = '''

@@ -1,9 +1,9 @@
 """Resume, crash safety and determinism.
 
-A ``latest`` checkpoint is written at a boundary: the episodes in flight end there (as at a time
-limit) and the envs are reset with a seed made of the run's seed and the step. A resumed run
-repeats that reset, so it must continue *exactly* as the run that never stopped: the same
-metrics rows (wall-clock fields aside), the same final evaluation.
+A ``latest`` checkpoint cuts nothing: it records the episodes in flight, and a resumed run
+rebuilds them by resetting each env with its episode's seed and replaying the actions taken. So
+it must continue *exactly* as the run that never stopped: the same metrics rows (wall-clock
+fields aside), the same final evaluation. Every installed algorithm is a case (``components.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from components import cases
 from conftest import drlrun_executable, run_cli
 from test_config import settings as config_settings
 
@@ -29,7 +30,7 @@ from drlrun.runner import Run, train
 WALL_CLOCK = ("wall_time", "charts/SPS", "eval/train_seconds")  # the only fields that may differ
 
 # Small budgets that still cross several checkpoints, learning updates and episode ends.
-CASES = {
+CASES = cases({
     "dqn": ("algo=dqn", "env=CartPole-v1", "total_steps=2400", "algo.learning_starts=500", "algo.train_freq=4",
             "algo.gradient_steps=1", "algo.target_update_interval=200", "buffer.capacity=2000", "env.num_envs=2",
             "network.hidden_sizes=[64,64]"),
@@ -42,7 +43,9 @@ CASES = {
             "network.hidden_sizes=[32,32]"),
     "ppo_normalized": ("algo=ppo", "env=Pendulum-v1", "total_steps=3000", "env.num_envs=2", "algo.n_steps=128",
                        "algo.normalize_obs=true", "algo.normalize_reward=true", "algo.anneal_lr=true"),
-}
+    "ddpg": ("algo=ddpg", "env=Pendulum-v1", "total_steps=1200", "algo.learning_starts=300", "algo.batch_size=32",
+             "network.hidden_sizes=[32,32]", "buffer=prioritized"),
+}, total_steps=3000)
 COMMON = ("eval.interval=1000", "eval.episodes=2", "checkpoint.interval=400", "log.interval=200",
           "log.progress=false", "device=cpu")
 
