@@ -12,8 +12,12 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -165,9 +169,71 @@ def check_output_dir(argv: list[str]) -> None:
         if not existing.is_dir():
             raise DrlrunError(f"{key}={value!r} cannot be created: {str(existing)!r} is a file, not a directory. "
                               "Choose another output directory.")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise DrlrunError(f"{key}={value!r} cannot be created: {str(existing)!r} is not writable. "
-                              "Run from a writable directory or set hydra.run.dir=<a writable path>.")
+        try:  # (permissions alone do not tell: /proc is 'writable' for root, yet takes no directory)
+            os.rmdir(tempfile.mkdtemp(prefix=".drlrun-probe-", dir=existing))
+        except OSError as exc:
+            raise DrlrunError(f"{key}={value!r} cannot be created: {str(existing)!r} takes no new directory "
+                              f"({exc.strerror}). Run from a writable directory or set hydra.run.dir=<a writable "
+                              "path>.") from exc
+
+
+def hydra_message(exc: BaseException) -> str:
+    """Hydra's report of a bad override or config option as one paragraph: its lines joined, the
+    available options as a list, without the config search path."""
+    lines = str(exc).splitlines()
+    override = getattr(exc, "override", None)  # (OverrideParseException: the override it could not read)
+    if override and override not in str(exc):
+        lines.insert(0, f"Cannot read the override {override!r}")
+    if exc.__cause__ is not None and str(exc.__cause__).strip():
+        lines.append(str(exc.__cause__).splitlines()[0])
+    kept: list[str] = []
+    for line in lines:
+        if line.startswith("Config search path"):
+            break
+        if line.startswith("\t") and kept and kept[-1].endswith(":"):
+            kept[-1] += " " + line.strip()
+        elif line.startswith("\t") and kept:
+            kept[-1] += ", " + line.strip()
+        elif line.strip() and not line.strip().startswith(("full_key:", "object_type=")):
+            kept.append(line.strip())
+    return ". ".join(line[:1].upper() + line[1:].rstrip(".") for line in kept) + "."
+
+
+@contextmanager
+def hydra_errors_as_user_errors() -> Iterator[None]:
+    """Hydra reports a bad override (``total_steps=abc``) or an unknown option (``algo=nope``)
+    itself, over several lines, with exit status 1. drlrun's promise for bad input is exit 2 and
+    one paragraph, so Hydra's compact errors (composition, overrides, missing options) become a
+    :class:`DrlrunError` here; any other exception keeps Hydra's own report. (Hydra calls its
+    ``run_and_report`` by module lookup; where a Hydra version has none, nothing changes.)"""
+    import hydra._internal.utils as hydra_utils
+    from hydra.errors import CompactHydraException
+
+    original: Callable[[Any], Any] | None = getattr(hydra_utils, "run_and_report", None)
+    if original is None:
+        yield
+        return
+
+    def run_and_report(func: Any) -> Any:
+        try:
+            return func()
+        except CompactHydraException as exc:
+            if _wants_traceback():
+                raise
+            raise DrlrunError(hydra_message(exc)) from exc
+        except Exception as exc:  # Hydra's own report, traceback and all
+            error = exc
+            return original(lambda: _raise(error))
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = original
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def main() -> None:
@@ -184,7 +250,11 @@ def main() -> None:
         print_error(exc)
         sys.exit(EXIT_USER_ERROR)
     try:
-        _hydra_main()
+        with hydra_errors_as_user_errors():
+            _hydra_main()
+    except DrlrunError as exc:  # (only Hydra's: a run's own errors are handled inside it)
+        print_error(exc)
+        sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, no checkpoint of this moment
         if _wants_traceback():
             raise

@@ -39,14 +39,20 @@ CASES = [
     (("total_steps=0",), ["total_steps=0", ">= 1"]),
     (("eval.episodes=0",), ["eval.episodes=0", ">= 1"]),
     (("checkpoint.interval=-1",), ["checkpoint.interval=-1", ">= 0"]),
+    # Hydra's own errors (composition, overrides) keep the same promise: exit 2, one paragraph
+    (("total_steps=abc",), ["total_steps=abc", "could not be converted to Integer"]),
+    (("seed=1.5",), ["seed=1.5", "could not be converted to Integer"]),
+    (("hydra/launcher=nope",), ["hydra/launcher/nope", "joblib"]),
+    (("algo.lr=[1",), ["algo.lr=[1"]),
 ]
 
 
 @pytest.mark.parametrize(("args", "words"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_input_fails_cleanly(cli, tmp_path, args, words):
     result = cli(*FAST, *args, f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert "HYDRA_FULL_ERROR" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
     for word in words:
         assert word in result.stderr, result.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
@@ -113,6 +119,8 @@ def _resume_cases():
         ("resume in a sweep", lambda run, tmp: ("-m", f"resume={run}", "seed=1,2"), ["cannot be combined with -m"]),
         ("output under a file", lambda run, tmp: (f"hydra.run.dir={run / 'summary.json' / 'sub'}",),
          ["cannot be created", "is a file"]),
+        ("output where no directory can be made", lambda run, tmp: ("hydra.run.dir=/proc/drlrun-run",),
+         ["hydra.run.dir='/proc/drlrun-run' cannot be created"]),
     ]
 
 
