@@ -21,7 +21,7 @@ COMPLETED = "completed"
 RUNNING = "running"
 EVAL_KEY = "eval/return_mean"
 TIME_KEY = "eval/train_seconds"
-# What summary.json records of the machine (drlrun.runner.machine): part of a group's identity.
+# What summary.json records of the machine (drlrun.summary.machine): part of a group's identity.
 MACHINE_KEYS = ("cpu", "numeric_path", "gpu")
 RUN_FILES = ("summary.json", "metrics.jsonl", ".hydra/config.yaml")
 
