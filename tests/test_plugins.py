@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from conftest import TESTS_DIR, drlrun_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +50,33 @@ def metric_rows(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in drop} for row in rows]
 
 
+def stop_after_first_checkpoint(args: tuple[str, ...], run_dir: Path, site: Path, cwd: Path) -> None:
+    """Start ``drlrun ARGS`` and send SIGTERM as soon as its first checkpoint is on disk: the run
+    saves a checkpoint at the step it reached and stops with 143 (Ctrl-C's way out)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(site), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([drlrun_executable(), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    latest = run_dir / "checkpoints" / "latest.pt"
+    deadline = time.monotonic() + 300
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err  # stopped part-way, with a checkpoint
+
+
 def train_resume_eval_export(cli, tmp_path: Path, site: Path, algo: str, steps: int, *extra: str) -> dict:
-    """Train ``algo`` to ``steps``; train it to half, then resume to ``steps``: the two runs must
-    log the same metrics. Then evaluate and export the resumed run. Returns its summary."""
-    common = (f"algo={algo}", "env=CartPole-v1", "env.num_envs=4", f"eval.interval={steps // 4}",
-              "eval.episodes=4", "log.interval=500", *extra)
+    """Train ``algo`` for ``steps``; train it again, stopped by SIGTERM after its first
+    checkpoint and resumed: the two runs must log the same metrics. Then evaluate and export the
+    resumed run. Returns its summary."""
+    common = (f"algo={algo}", "env=CartPole-v1", "env.num_envs=4", f"total_steps={steps}",
+              f"eval.interval={steps // 4}", "eval.episodes=4", "log.interval=500", "checkpoint.interval=1000",
+              "log.progress=false", *extra)
     whole, split = tmp_path / "whole", tmp_path / "split"
-    result = cli(*common, f"total_steps={steps}", f"hydra.run.dir={whole}", extra_path=site)
+    result = cli(*common, f"hydra.run.dir={whole}", extra_path=site)
     assert result.returncode == 0, result.stderr
-    result = cli(*common, f"total_steps={steps // 2}", f"hydra.run.dir={split}", extra_path=site)
-    assert result.returncode == 0, result.stderr
-    result = cli(f"resume={split}", f"total_steps={steps}", extra_path=site)
+    stop_after_first_checkpoint((*common, f"hydra.run.dir={split}"), split, site, tmp_path)
+    result = cli(f"resume={split}", extra_path=site)
     assert result.returncode == 0, result.stderr
     assert summary(split)["resumes"] == 1
     assert metric_rows(split) == metric_rows(whole)  # resume really resumes
@@ -73,8 +92,8 @@ def test_the_readme_plugin_trains_resumes_evaluates_and_exports(cli, tmp_path):
     site = pip_install(readme_plugin(tmp_path / "my_agent"), tmp_path / "site")
     result = cli("--cfg", "job", "algo=best_action", extra_path=site)
     assert result.returncode == 0 and "epsilon: 0.1" in result.stdout, result.stderr
-    done = train_resume_eval_export(cli, tmp_path, site, "best_action", 2000)
-    assert done["status"] == "completed" and done["total_steps"] == 2000
+    done = train_resume_eval_export(cli, tmp_path, site, "best_action", 20_000)
+    assert done["status"] == "completed" and done["total_steps"] == 20_000
 
 
 def test_the_example_package_learns_cartpole_through_the_cli(cli, tmp_path):
