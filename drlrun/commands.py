@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from rich.console import Console
+from rich.markup import escape
 
 from drlrun.compose import build_section
 from drlrun.config import check_ranges
@@ -28,7 +29,8 @@ console = Console(stderr=True)
 def print_error(exc: BaseException, title: str = "[bold red]drlrun error:[/]") -> None:
     # (Hydra's task function reaches the console only through module functions such as this one:
     # Hydra's joblib launcher pickles it by value, and a Console cannot be pickled.)
-    console.print(f"{title} {exc}", highlight=False, soft_wrap=True)
+    # (the message is text, not markup: "pip install 'drlrun[minatar]'" must keep its brackets)
+    console.print(f"{title} {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 def parse_args(argv: list[str], cls: type, usage: str) -> tuple[Path, Any]:

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,11 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         log.close()
+        # Ray notes the latest head in this file, and a later ray.init() with no address joins the
+        # cluster it names: remove it where it names this (now stopped) head, as `ray stop` would.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def check_sweep(sweep_dir: Path, jobs: int) -> None:

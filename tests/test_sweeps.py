@@ -62,7 +62,9 @@ def test_three_jobs_in_parallel_through_hydras_joblib_launcher(cli, tmp_path):
 def test_three_jobs_on_a_local_ray_through_hydras_ray_launcher(cli, tmp_path):
     pytest.importorskip("ray", reason="ray comes with pip install 'drlrun[ray]' (CI installs it)")
     sweep_dir = tmp_path / "sweep"
-    result = cli("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "seed=0,1,2",
+    # address=local: a Ray of the sweep's own, even where another Ray runs on this machine
+    result = cli("-m", "hydra/launcher=ray", "hydra.launcher.ray.init.address=local",
+                 "+hydra.launcher.ray.init.num_cpus=2", "seed=0,1,2",
                  "env.id=fake_envs:GuessEnv", *TINY, f"hydra.sweep.dir={sweep_dir}", timeout=600)
     assert result.returncode == 0, result.stderr
     rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
