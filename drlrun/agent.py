@@ -32,6 +32,9 @@ class EnvSpec:
     action_shape: tuple[int, ...]
     action_low: np.ndarray | None = None
     action_high: np.ndarray | None = None
+    # The dtype observations are stored and fed to the network in: float32 for flat ones; frames
+    # (rank 3) keep the env's uint8 or bool, which a CNN scales itself (a quarter of the memory).
+    obs_dtype: str = "float32"
 
     @property
     def obs_dim(self) -> int:
@@ -121,9 +124,9 @@ class Agent(Protocol):
         the keys), before anything is built; ``run`` is the whole ``RunConfig``. Default: none."""
 
     def export_policy(self) -> torch.nn.Module:
-        """A module mapping a float32 batch of raw observations to the actions
-        ``act(explore=False, deterministic=True)`` takes, depending on torch alone (see
-        ``drlrun/policy.py``). drlrun-export needs it; without it, export names the algorithm."""
+        """A module mapping a batch of raw observations (float32; frames in ``EnvSpec.obs_dtype``)
+        to the actions ``act(explore=False, deterministic=True)`` takes, depending on torch alone
+        (see ``drlrun/policy.py``). drlrun-export needs it; without it, export names the algorithm."""
 
 
 REQUIRED_METHODS = ("act", "observe", "update", "state_dict", "load_state_dict")

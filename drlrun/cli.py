@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -123,9 +124,32 @@ def rewrite_env_id(argv: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         if sep and key.lstrip("+") == "env.id":
             simple = "," not in value and not value.startswith(("choice(", "range(", "glob("))
-            option = value if simple and value in _env_group_options() else "gym"
-            return [*argv, f"env={option}"]
+            name = value.replace("/", "-")  # (MinAtar/Breakout-v1's option: MinAtar-Breakout-v1)
+            option = name if simple and name in _env_group_options() else "gym"
+            return with_override(argv, f"env={option}")
     return argv
+
+
+def choose_network(argv: list[str]) -> list[str]:
+    """An environment option that names the network its observations need (``network: cnn`` in
+    conf/env/X.yaml: frames) gets it when no ``network=`` is given. Hydra cannot let a group
+    option choose another group's option, and the presets of such environments size that network."""
+    if any(a.split("=", 1)[0].lstrip("+~") == "network" for a in argv):
+        return argv
+    options = [a.partition("=")[2] for a in argv if a.split("=", 1)[0].lstrip("+") == "env"]
+    if len(options) != 1 or options[0] not in _env_group_options():
+        return argv
+    text = (resources.files("drlrun.conf") / "env" / f"{options[0]}.yaml").read_text()
+    network = (yaml.safe_load(text) or {}).get("network")
+    return with_override(argv, f"network={network}") if network else argv
+
+
+def with_override(argv: list[str], override: str) -> list[str]:
+    """``argv`` with ``override`` beside the others: Hydra's argument parser takes the overrides
+    as one run of words (``drlrun -m a=1 --cfg job`` would leave an override added at the end
+    unparsed, and one added first would split ``-m`` from its own)."""
+    first = next((i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")), len(argv))
+    return [*argv[:first], override, *argv[first:]]
 
 
 def prepare_resume(argv: list[str]) -> list[str]:
@@ -239,7 +263,7 @@ def _raise(exc: BaseException) -> None:
 def main() -> None:
     """Console-script entry point."""
     try:
-        sys.argv = [sys.argv[0], *prepare_resume(rewrite_env_id(sys.argv[1:]))]
+        sys.argv = [sys.argv[0], *prepare_resume(choose_network(rewrite_env_id(sys.argv[1:])))]
         check_output_dir(sys.argv[1:])
         from drlrun.compose import register_configs
 

@@ -78,6 +78,8 @@ class EnvConfig:
     threshold: float | None = param(None, help="return at which the task counts as solved; "
                                                "default: the environment's reward_threshold")
     kwargs: dict[str, Any] = field(default_factory=dict)
+    network: str | None = param(None, help="the network this environment's observations need (cnn for frames): "
+                                           "chosen when no network= is given")
 
 
 @dataclass

@@ -98,6 +98,42 @@ class SeededEpisodes(gym.Wrapper):
         return self.env.step(action)
 
 
+class MinAtarEpisodes(gym.Wrapper):
+    """MinAtar's sticky actions repeat the previous action, and its reset keeps the last action of
+    the episode before: an episode would depend on the one before it, not on its seed and actions
+    alone (which resuming and repeatable evaluations need). Each episode starts from no-op here."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        self.env.unwrapped.game.last_action = 0
+        return self.env.reset(**kwargs)
+
+
+# Gymnasium namespaces that a package registers on request: (module, its registering function, the
+# drlrun extra that installs it, a wrapper for every copy). Gymnasium 1.x no longer loads packages'
+# registration entry points.
+NAMESPACES: dict[str, tuple[str, str, str, type[gym.Wrapper]]] = {
+    "MinAtar": ("minatar.gym", "register_envs", "minatar", MinAtarEpisodes),
+}
+
+
+def namespace(env_id: str) -> str | None:
+    return env_id.partition("/")[0] if "/" in env_id else None
+
+
+def register_namespace(env_id: str) -> None:
+    """Register the environments of ``env_id``'s namespace (``MinAtar/Breakout-v1``) if drlrun knows
+    which package has them; name the extra to install when it is missing."""
+    if namespace(env_id) not in NAMESPACES or env_id in gym.registry:
+        return
+    module_name, function, extra, _wrapper = NAMESPACES[namespace(env_id)]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DrlrunError(f"env.id={env_id!r} needs the {namespace(env_id)} package, which is not installed ({exc}). "
+                          f"Install drlrun's {extra} extra: pip install 'drlrun[{extra}]'.") from exc
+    getattr(module, function)()
+
+
 def resolve_env_id(env_id: str) -> str:
     """Return a registered Gymnasium id for ``env_id``.
 
@@ -123,6 +159,7 @@ def resolve_env_id(env_id: str) -> str:
             f"env.id={env_id!r}: module {module_name!r} registers no environment id {name!r} and has no "
             f"gymnasium.Env subclass of that name. Use 'module:registered-id' or 'module:EnvClass'."
         )
+    register_namespace(env_id)
     if env_id not in gym.registry:
         raise DrlrunError(f"Unknown environment id env.id={env_id!r}. {choices_hint(env_id, gym.registry.keys(), limit=25)}")
     return env_id
@@ -166,6 +203,8 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
     wrappers: list[Any] | None = None
     if mode != "vector_entry_point":
         wrappers = [SeededEpisodes, _ignore_stop_signals] if mode == "async" else [SeededEpisodes]
+        if namespace(env_id) in NAMESPACES:
+            wrappers.insert(0, NAMESPACES[namespace(env_id)][3])  # innermost, under SeededEpisodes
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs,
                             wrappers=wrappers, **kwargs)
@@ -194,11 +233,14 @@ def describe(envs: gym.vector.VectorEnv, env_id: str) -> EnvSpec:
             f"env.id={env_id!r} has observation space {obs_space}; drlrun's networks take Box "
             "(array) observations. Wrap the environment, e.g. with gymnasium.wrappers.FlattenObservation."
         )
+    frames = len(obs_space.shape) == 3 and obs_space.dtype in (np.uint8, np.bool_)  # kept in the env's dtype
+    dtype = obs_space.dtype.name if frames else "float32"
     if isinstance(act_space, gym.spaces.Discrete):
-        return EnvSpec(env_id, envs.num_envs, tuple(obs_space.shape), "discrete", int(act_space.n), ())
+        return EnvSpec(env_id, envs.num_envs, tuple(obs_space.shape), "discrete", int(act_space.n), (),
+                       obs_dtype=dtype)
     if isinstance(act_space, gym.spaces.Box):
         return EnvSpec(env_id, envs.num_envs, tuple(obs_space.shape), "continuous", 0, tuple(act_space.shape),
-                       act_space.low.astype(np.float32), act_space.high.astype(np.float32))
+                       act_space.low.astype(np.float32), act_space.high.astype(np.float32), obs_dtype=dtype)
     raise DrlrunError(f"env.id={env_id!r} has action space {act_space}; drlrun supports Discrete and Box actions.")
 
 

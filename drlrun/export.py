@@ -3,7 +3,8 @@
 
 The file maps a float32 batch of raw observations ``[batch, *obs_shape]`` to the actions a
 deterministic evaluation takes (discrete: int64 ``[batch]``; continuous: float32
-``[batch, *action_shape]`` within the bounds), with observation normalisation baked in. Formats:
+``[batch, *action_shape]`` within the bounds), with observation normalisation baked in. Frames
+(``network=cnn``) go in as the env gives them, uint8 or bool, and are scaled inside. Formats:
 a ``torch.export`` program (``torch.export.load``, the default), TorchScript (``torch.jit.load``,
 also from C++; torch now marks it deprecated), or ONNX (the ``onnx`` extra; runs in onnxruntime). Before it reports success, the command loads
 the file back and checks that it picks the agent's actions on 100 observations from the
@@ -24,6 +25,7 @@ from rich.console import Console
 from torch import nn
 
 from drlrun import checkpoint
+from drlrun.buffers.replay import observation_dtype
 from drlrun.build import Trained, export_policy, load_trained
 from drlrun.commands import run_command
 from drlrun.config import param
@@ -66,7 +68,7 @@ def sample_observations(trained: Trained, n: int = CHECK_OBSERVATIONS) -> np.nda
         obs, _ = envs.reset(seed=trained.cfg.seed + 7)
         seen = []
         while sum(len(o) for o in seen) < n:
-            seen.append(np.array(obs, dtype=np.float32))
+            seen.append(np.array(obs, dtype=observation_dtype(trained.spec)))  # frames: as the env gives them
             obs, *_ = envs.step(trained.agent.act(obs, explore=False, deterministic=True))
     finally:
         envs.close()
@@ -148,15 +150,17 @@ def export_run(run_dir: Path, args: ExportArgs) -> dict[str, Any]:
     finally:
         tmp.unlink(missing_ok=True)
     spec = trained.spec
+    dtype = observation_dtype(spec).name
     info = {
         "file": str(path), "format": args.format, "algo": trained.cfg.algo.name, "env": trained.env_id,
         "checkpoint": str(trained.path), "checkpoint_step": int(trained.header.get("step", 0)),
-        "input": {"name": "obs", "dtype": "float32", "shape": ["batch", *spec.obs_shape]},
+        "input": {"name": "obs", "dtype": dtype, "shape": ["batch", *spec.obs_shape]},
         "output": ({"name": "action", "dtype": "int64", "shape": ["batch"], "n_actions": spec.n_actions}
                    if spec.action_kind == "discrete" else
                    {"name": "action", "dtype": "float32", "shape": ["batch", *spec.action_shape],
                     "low": np.asarray(spec.action_low).tolist(), "high": np.asarray(spec.action_high).tolist()}),
-        "observation_normalization": "included", "usage": USAGE[args.format].replace("PATH", repr(str(path))),
+        "observation_normalization": "included" if dtype == "float32" else "frames scaled to [0, 1] inside",
+        "usage": USAGE[args.format].replace("PATH", repr(str(path))).replace("float32", dtype),
         "checked_observations": None if max_diff is None else len(obs), "max_action_difference": max_diff,
     }
     checkpoint.write_json(path.with_name(f"{path.name}.json"), info)

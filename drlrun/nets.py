@@ -1,7 +1,10 @@
 """Networks, chosen with the ``network`` config group and built through the NETWORKS registry.
 
 A network class takes ``(cfg, in_dim, out_dim)`` and maps a batch of flat observations to
-``out_dim`` outputs (Q-values, logits, action means, ...).
+``out_dim`` outputs (Q-values, logits, action means, ...). A class with
+``observations = "frames"`` (``network=cnn``) reads image observations instead and takes
+``(cfg, obs_shape, out_dim, obs_dtype=...)``; :func:`build_network` calls either kind and
+:func:`check_network` refuses a network that cannot read the env's observations.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from drlrun.config import param
+from drlrun.errors import DrlrunError
+from drlrun.registry import NETWORKS
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -81,6 +87,7 @@ class MLP(nn.Sequential):
     """A multilayer perceptron: observation -> hidden layers -> ``out_dim`` linear outputs."""
 
     Config = MLPConfig
+    observations = "flat"
 
     def __init__(self, cfg: MLPConfig, in_dim: int, out_dim: int) -> None:
         layers, width = mlp_layers(in_dim, cfg.hidden_sizes, cfg.activation)
@@ -101,6 +108,7 @@ class DuelingQNetwork(nn.Module):
     """
 
     Config = DuelingConfig
+    observations = "flat"
 
     def __init__(self, cfg: DuelingConfig, in_dim: int, out_dim: int) -> None:
         super().__init__()
@@ -113,6 +121,118 @@ class DuelingQNetwork(nn.Module):
         features = self.torso(obs)
         advantages = self.advantage(features)
         return self.value(features) + advantages - advantages.mean(dim=-1, keepdim=True)
+
+
+@dataclass
+class CNNConfig:
+    name: str = "cnn"
+    channels: list[int] = param([32, 64, 64], ge=1, help="output channels of each conv layer")
+    kernels: list[int] = param([8, 4, 3], ge=1, help="kernel size of each conv layer (one per channels entry)")
+    strides: list[int] = param([4, 2, 1], ge=1, help="stride of each conv layer (one per channels entry)")
+    hidden_sizes: list[int] = param([512], ge=1, help="widths of the fully connected layers after the convs")
+    activation: str = param("relu", choices=tuple(ACTIVATIONS))
+    dueling: bool = param(False, help="DQN: value and advantage streams after the torso (Q = V + A - mean A)")
+    channel_order: str = param("auto", choices=("auto", "first", "last"),
+                               help="frames as CxHxW (first) or HxWxC (last); auto: last when the last axis "
+                                    "is the shortest (MinAtar's 10x10xC), else first (stacked 4x84x84)")
+
+
+def channels_last(order: str, obs_shape: Sequence[int]) -> bool:
+    """Whether frames of ``obs_shape`` are HxWxC (``network.channel_order``)."""
+    if order == "auto":
+        return obs_shape[-1] < obs_shape[0]
+    return order == "last"
+
+
+class FrameEncoder(nn.Module):
+    """Frames -> flat features: cast to float and scaled to [0, 1] here, not in storage (uint8
+    frames are divided by 255, booleans are already 0/1), moved channels-first, then the conv
+    layers (Mnih et al., 2015's torso by default) and a flatten. ``out_dim`` is the features' width."""
+
+    def __init__(self, cfg: CNNConfig, obs_shape: Sequence[int], obs_dtype: Any) -> None:
+        super().__init__()
+        if len(obs_shape) != 3:
+            raise DrlrunError(f"network=cnn takes frames of rank 3 (HxWxC or CxHxW), not shape {tuple(obs_shape)}.")
+        if not len(cfg.channels) == len(cfg.kernels) == len(cfg.strides):
+            raise DrlrunError(f"network.channels={cfg.channels}, network.kernels={cfg.kernels} and network.strides="
+                              f"{cfg.strides} must have one entry per conv layer (the same length).")
+        self.channels_last = channels_last(cfg.channel_order, obs_shape)
+        c, h, w = (obs_shape[2], obs_shape[0], obs_shape[1]) if self.channels_last else tuple(obs_shape)
+        self.divisor = 255.0 if np.dtype(obs_dtype) == np.uint8 else 1.0
+        layers: list[nn.Module] = []
+        for i, (out, kernel, stride) in enumerate(zip(cfg.channels, cfg.kernels, cfg.strides, strict=True)):
+            if kernel > min(h, w):
+                raise DrlrunError(
+                    f"network=cnn: conv layer {i + 1} (kernel {kernel}) does not fit the {h}x{w} map it gets from "
+                    f"frames of shape {tuple(obs_shape)}. For small frames such as MinAtar's 10x10 use "
+                    "network.channels=[16] network.kernels=[3] network.strides=[1] (the MinAtar presets do).")
+            layers += [nn.Conv2d(c, out, kernel, stride), ACTIVATIONS[cfg.activation]()]
+            c, h, w = out, (h - kernel) // stride + 1, (w - kernel) // stride + 1
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.out_dim = c * h * w
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.to(torch.float32)
+        if self.divisor != 1.0:
+            x = x / self.divisor
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.convs(x)
+
+
+class CNN(nn.Module):
+    """A Q-network on frames: :class:`FrameEncoder`, fully connected layers, then ``out_dim``
+    Q-values, or with ``network.dueling=true`` the dueling streams of :class:`DuelingQNetwork`.
+    The policy-gradient family uses the encoder as its shared torso (:class:`ActorCritic`)."""
+
+    Config = CNNConfig
+    observations = "frames"
+
+    def __init__(self, cfg: CNNConfig, obs_shape: Sequence[int], out_dim: int, *, obs_dtype: Any = np.uint8) -> None:
+        super().__init__()
+        self.encoder = FrameEncoder(cfg, obs_shape, obs_dtype)
+        layers, width = mlp_layers(self.encoder.out_dim, cfg.hidden_sizes, cfg.activation)
+        self.torso = nn.Sequential(*layers)
+        self.head = nn.Linear(width, out_dim)  # Q-values, or the advantages when dueling
+        self.value = nn.Linear(width, 1) if cfg.dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.torso(self.encoder(obs))
+        out = self.head(features)
+        if self.value is None:
+            return out
+        return self.value(features) + out - out.mean(dim=-1, keepdim=True)
+
+
+def takes_frames(obs_shape: Sequence[int]) -> bool:
+    """Image observations (rank 3: HxWxC or CxHxW), the input of ``network=cnn``."""
+    return len(obs_shape) == 3
+
+
+def check_network(algo: str, network: str, choices: Sequence[str], obs_shape: Sequence[int], env_id: str) -> None:
+    """Refuse, before training, a network that cannot read the env's observations (a CNN on flat
+    vectors, an MLP on frames), naming the algorithm's choices that can. A plug-in network
+    that does not declare ``observations`` is not checked."""
+    reads = getattr(NETWORKS.get(network), "observations", None)
+    frames = takes_frames(obs_shape)
+    if reads is None or (reads == "frames") == frames:
+        return
+    wanted = "frames" if frames else "flat"
+    fitting = [name for name in choices if getattr(NETWORKS.get(name), "observations", None) == wanted]
+    given = "image observations (frames)" if frames else "flat observations"
+    reads_text = "frames (rank 3: HxWxC or CxHxW)" if reads == "frames" else "flat observation vectors"
+    raise DrlrunError(f"env.id={env_id!r} gives {given} of shape {tuple(obs_shape)}, but network={network} reads "
+                      f"{reads_text}. Valid choices for algo={algo} here: "
+                      f"{', '.join(f'network={name}' for name in fitting) or 'none'}.")
+
+
+def build_network(cfg: Any, obs_shape: Sequence[int], out_dim: int, obs_dtype: Any) -> nn.Module:
+    """The configured network (``cfg.name``): a frames network gets the observation shape and
+    dtype, any other the flat observation width."""
+    cls = NETWORKS.get(cfg.name)
+    if getattr(cls, "observations", None) == "frames":
+        return cls(cfg, tuple(obs_shape), out_dim, obs_dtype=obs_dtype)
+    return cls(cfg, int(np.prod(obs_shape)), out_dim)
 
 
 class StackedMLP(nn.Module):
@@ -201,9 +321,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def orthogonal_init(module: nn.Module, gain: float) -> None:
-    """Orthogonal weights and zero biases for every Linear layer in ``module``."""
+    """Orthogonal weights and zero biases for every Linear and Conv2d layer in ``module``."""
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
             nn.init.orthogonal_(layer.weight, gain)
             nn.init.zeros_(layer.bias)
 
@@ -217,16 +337,23 @@ class ActorCritic(nn.Module):
     orthogonal initialisation of PPO's reference implementation (gain sqrt(2) in the torso,
     0.01 for the policy output, 1 for the value output). Distributions are written out as
     plain tensor math rather than ``torch.distributions`` objects: acting happens every step.
+    On frames (``network=cnn``, ``obs_shape`` of rank 3) a :class:`FrameEncoder` comes first and
+    the whole torso, convs and fully connected layers, is shared; on flat observations the
+    encoder is a flatten.
     """
 
-    def __init__(self, cfg: MLPConfig, obs_dim: int, discrete: bool, action_dim: int, *,
-                 critic: bool = True, orthogonal: bool = True, log_std_init: float = 0.0) -> None:
+    def __init__(self, cfg: Any, obs_shape: int | Sequence[int], discrete: bool, action_dim: int, *,
+                 critic: bool = True, orthogonal: bool = True, log_std_init: float = 0.0,
+                 obs_dtype: Any = np.float32) -> None:
         super().__init__()
         self.discrete = discrete
-        self.shared = bool(getattr(cfg, "shared", False))
+        frames = isinstance(cfg, CNNConfig)
+        self.encoder: nn.Module = FrameEncoder(cfg, obs_shape, obs_dtype) if frames else nn.Flatten()  # type: ignore[arg-type]
+        in_dim = self.encoder.out_dim if isinstance(self.encoder, FrameEncoder) else int(np.prod(obs_shape))
+        self.shared = frames or bool(getattr(cfg, "shared", False))
         separate_critic = critic and not self.shared
         # The actor's torso and (unless shared) the critic's, stacked: one kernel per layer for both.
-        self.torsos = StackedMLP(2 if separate_critic else 1, [obs_dim, *cfg.hidden_sizes], cfg.activation,
+        self.torsos = StackedMLP(2 if separate_critic else 1, [in_dim, *cfg.hidden_sizes], cfg.activation,
                                  activate_last=True)
         width = cfg.hidden_sizes[-1]
         self.actor_head = nn.Linear(width, action_dim)
@@ -234,18 +361,19 @@ class ActorCritic(nn.Module):
         self.critic_head = nn.Linear(width, 1) if critic else None
         if orthogonal:
             self.torsos.orthogonal_(math.sqrt(2.0))
+            orthogonal_init(self.encoder, math.sqrt(2.0))
             orthogonal_init(self.actor_head, 0.01)
             if self.critic_head is not None:
                 orthogonal_init(self.critic_head, 1.0)
 
     def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = self.torsos(obs.flatten(1))
+        h = self.torsos(self.encoder(obs))
         return h[0], (h[-1] if self.critic_head is not None else None)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if self.critic_head is None:
             raise RuntimeError("this ActorCritic was built without a critic")
-        return self.critic_head(self.torsos.member(self.torsos.n - 1, obs.flatten(1))).squeeze(-1)
+        return self.critic_head(self.torsos.member(self.torsos.n - 1, self.encoder(obs))).squeeze(-1)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sampled (or most likely) actions, their log-probabilities, and V(s) if there is a critic."""

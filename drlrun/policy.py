@@ -49,16 +49,18 @@ class Greedy(nn.Module):
 
 class ActorMode(nn.Module):
     """An :class:`~drlrun.nets.ActorCritic`'s most likely action: the argmax of its logits, or
-    its Gaussian's mean."""
+    its Gaussian's mean. Its encoder is a flatten, or (``network=cnn``) the frame encoder that
+    scales the frames, which the exported policy then takes as the env gives them (uint8, bool)."""
 
     def __init__(self, actor_critic: nn.Module) -> None:
         super().__init__()
+        self.encoder = actor_critic.encoder
         self.torso = actor_critic.torsos.member_module(0)
         self.actor_head = actor_critic.actor_head
         self.discrete = bool(actor_critic.discrete)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        out = self.actor_head(self.torso(obs.flatten(1)))
+        out = self.actor_head(self.torso(self.encoder(obs)))
         return out.argmax(dim=-1) if self.discrete else out
 
 

@@ -5,6 +5,8 @@
 - Double DQN (van Hasselt et al., 2016), ``algo.double=true``: the online network picks the next
   action, the target network scores it;
 - Dueling networks (Wang et al., 2016), ``network=dueling`` (see ``drlrun/nets.py``);
+- image observations with ``network=cnn`` (``network.dueling=true`` for the dueling head): frames
+  are stored and acted on in the env's dtype (uint8, bool) and scaled inside the network;
 - prioritized replay (Schaul et al., 2016), ``buffer=prioritized``: the loss is weighted by the
   importance-sampling weights and the new |TD errors| become the priorities;
 - n-step returns, ``algo.n_step``: the buffer returns R = sum_{k<m} gamma^k r_{t+k} and the
@@ -22,12 +24,12 @@ import torch.nn.functional as F
 
 from drlrun.agent import BuildContext
 from drlrun.algos.offpolicy import OffPolicyAgent, OffPolicyConfig, due, soft_update, td_target
-from drlrun.buffers.replay import ReplayBatch
+from drlrun.buffers.replay import ReplayBatch, observation_dtype
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
+from drlrun.nets import build_network, check_network
 from drlrun.optim import clip_grad_norm, make_adam
 from drlrun.policy import Greedy
-from drlrun.registry import NETWORKS
 
 
 @dataclass
@@ -69,7 +71,7 @@ class DQN(OffPolicyAgent):
 
     Config = DQNConfig
     action_spaces = ("discrete",)
-    networks = ("mlp", "dueling")
+    networks = ("mlp", "dueling", "cnn")
     COUNTERS = (*OffPolicyAgent.COUNTERS, "last_target_step")
     MODULES = ("q_network", "target_network", "optimizer")
 
@@ -86,7 +88,11 @@ class DQN(OffPolicyAgent):
         super().__init__(cfg, ctx)
         self.total_steps = ctx.total_steps
         self.n_actions = ctx.spec.n_actions
-        self.q_network = NETWORKS.build(ctx.network.name, ctx.network, ctx.spec.obs_dim, self.n_actions).to(self.device)
+        spec = ctx.spec
+        check_network(cfg.name, ctx.network.name, self.networks, spec.obs_shape, spec.id)
+        obs_dtype = observation_dtype(spec)  # float32, or the frames' own uint8/bool
+        self.obs_dtype = torch.from_numpy(np.zeros(0, obs_dtype)).dtype
+        self.q_network = build_network(ctx.network, spec.obs_shape, self.n_actions, obs_dtype).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.params = list(self.q_network.parameters())  # walked every step: listed once
         self.optimizer = make_adam(self.params, cfg.lr, self.device)
@@ -112,7 +118,7 @@ class DQN(OffPolicyAgent):
         if explore_mask is not None and explore_mask.all():  # every env explores: no forward pass
             return rng.integers(self.n_actions, size=n)
         with torch.inference_mode():
-            q_values = self.q_network(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+            q_values = self.q_network(torch.as_tensor(obs, dtype=self.obs_dtype, device=self.device))
             actions = q_values.argmax(dim=1).cpu().numpy()
         if explore_mask is not None:
             actions = np.where(explore_mask, rng.integers(self.n_actions, size=n), actions)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from drlrun.agent import BuildContext
+from drlrun.buffers.replay import observation_dtype
 from drlrun.buffers.rollout import RolloutBuffer, episode_ends, gae
 from drlrun.config import RunConfig, param
 from drlrun.errors import DrlrunError
-from drlrun.nets import ActorCritic
+from drlrun.nets import ActorCritic, check_network, takes_frames
 from drlrun.normalize import ObsNormalizer, RewardScaler
 from drlrun.optim import Optimizer, clip_grad_norm
 from drlrun.policy import actor_critic_policy
@@ -48,12 +49,13 @@ class OnPolicyConfig:
     log_std_init: float = param(0.0, help="initial log-std of the Gaussian policy (continuous actions)")
 
 
-def check_policy_gradient_config(algo: str, run: RunConfig) -> None:
-    """The policy-gradient family builds its policy from ``network=mlp`` and learns from its own
-    rollouts: a Q-network or a replay buffer chosen for it is a user error, not something to ignore."""
-    if run.network.name != "mlp":
-        raise DrlrunError(f"algo={algo} builds its policy from network=mlp; network={run.network.name} is a "
-                          "Q-network. Valid choices: mlp.")
+def check_policy_gradient_config(algo: str, run: RunConfig, networks: tuple[str, ...] = ("mlp",)) -> None:
+    """The policy-gradient family builds its policy from ``networks`` (A2C and PPO: mlp, or cnn on
+    frames) and learns from its own rollouts: a Q-network or a replay buffer chosen for it is a
+    user error, not something to ignore."""
+    if run.network.name not in networks:
+        raise DrlrunError(f"algo={algo} builds its policy from network={' or network='.join(networks)}; "
+                          f"network={run.network.name} is not one of them. Valid choices: {', '.join(networks)}.")
     if run.buffer.name != "uniform":
         raise DrlrunError(f"algo={algo} learns from its own rollouts, so buffer={run.buffer.name} would be "
                           "ignored. Leave the buffer at its default (uniform).")
@@ -70,10 +72,11 @@ class OnPolicyAgent:
     each time it is full. Subclasses pick the optimizer (:meth:`make_optimizer`) and the loss."""
 
     action_spaces = ("discrete", "continuous")
+    networks: tuple[str, ...] = ("mlp", "cnn")  # cnn: image observations, a shared conv torso
 
-    @staticmethod
-    def check_config(cfg: OnPolicyConfig, run: RunConfig) -> None:
-        check_policy_gradient_config(cfg.name, run)
+    @classmethod
+    def check_config(cls, cfg: OnPolicyConfig, run: RunConfig) -> None:
+        check_policy_gradient_config(cfg.name, run, cls.networks)
         rollout = cfg.n_steps * run.env.num_envs
         if run.total_steps < rollout:
             raise DrlrunError(
@@ -89,8 +92,15 @@ class OnPolicyAgent:
         self.device = ctx.device
         self.spec = spec
         self.discrete = spec.action_kind == "discrete"
-        self.policy = ActorCritic(ctx.network, spec.obs_dim, self.discrete, spec.action_dim, critic=critic,
-                                  orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init).to(self.device)
+        check_network(cfg.name, ctx.network.name, self.networks, spec.obs_shape, spec.id)
+        self.frames = takes_frames(spec.obs_shape)  # kept as the env gives them, scaled in the network
+        self.obs_dtype = observation_dtype(spec)
+        if self.frames and cfg.normalize_obs:
+            raise DrlrunError(f"algo.normalize_obs=true: env.id={spec.id!r} gives frames, which network=cnn scales "
+                              "to [0, 1] itself. Set algo.normalize_obs=false.")
+        self.policy = ActorCritic(ctx.network, spec.obs_shape, self.discrete, spec.action_dim, critic=critic,
+                                  orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init,
+                                  obs_dtype=self.obs_dtype).to(self.device)
         self.params = list(self.policy.parameters())  # walked every minibatch: listed once
         self.optimizer = self.make_optimizer()
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
@@ -109,14 +119,19 @@ class OnPolicyAgent:
     def build_storage(self, ctx: BuildContext) -> None:
         """The rollout of ``n_steps`` vector steps, its reward scaling, and the minibatch RNG."""
         cfg, spec = self.cfg, ctx.spec
-        self.rollout = RolloutBuffer(cfg.n_steps, spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete)
+        self.rollout = RolloutBuffer(cfg.n_steps, spec.num_envs, spec.obs_shape, spec.action_shape, self.discrete,
+                                     self.obs_dtype)
         self.reward_scaler = RewardScaler(spec.num_envs, cfg.gamma, enabled=cfg.normalize_reward)
         self.total_updates = max(1, ctx.total_steps // (cfg.n_steps * spec.num_envs))
         self.generator = torch.Generator().manual_seed(ctx.rng_seed("minibatch"))  # minibatch order
 
     # ------------------------------------------------------------------ act
+    def policy_input(self, obs: np.ndarray, *, update: bool) -> np.ndarray:
+        """Frames as the env gives them; flat observations as float32, normalised if enabled."""
+        return np.asarray(obs, dtype=self.obs_dtype) if self.frames else self.obs_norm(obs, update=update)
+
     def act(self, obs: np.ndarray, *, explore: bool, deterministic: bool = True) -> np.ndarray:
-        normed = self.obs_norm(obs, update=explore)
+        normed = self.policy_input(obs, update=explore)
         with torch.inference_mode():
             obs_t = torch.from_numpy(normed).to(self.device)
             actions, log_probs, values = self.policy.act(obs_t, deterministic=not explore and deterministic)
@@ -145,7 +160,7 @@ class OnPolicyAgent:
             return
         cfg, r = self.cfg, self.rollout
         with torch.inference_mode():
-            next_obs = torch.from_numpy(self.obs_norm(r.next_obs, update=False)).to(self.device)
+            next_obs = torch.from_numpy(self.policy_input(r.next_obs, update=False)).to(self.device)
             last_values = self.policy.value(next_obs).cpu().numpy()
         ended = episode_ends(r.ended, r.valid)
         advantages, returns = gae(r.rewards, r.values, last_values, r.terminated, ended, cfg.gamma, cfg.gae_lambda)

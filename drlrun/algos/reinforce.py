@@ -54,6 +54,7 @@ class Reinforce(OnPolicyAgent):
 
     Config = ReinforceConfig
     cfg: ReinforceConfig
+    networks = ("mlp",)  # flat observations only: its episode store keeps float32
 
     @staticmethod
     def check_config(cfg: ReinforceConfig, run: RunConfig) -> None:

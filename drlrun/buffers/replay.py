@@ -25,6 +25,12 @@ from drlrun.config import param
 from drlrun.errors import DrlrunError
 
 
+def observation_dtype(spec: EnvSpec) -> np.dtype:
+    """The dtype observations are stored and fed to the network in (``EnvSpec.obs_dtype``): the
+    env's own for uint8 and bool frames, float32 otherwise."""
+    return np.dtype(spec.obs_dtype)
+
+
 @dataclass
 class UniformConfig:
     name: str = "uniform"
@@ -69,13 +75,14 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         discrete = spec.action_kind == "discrete"
         action_shape = () if discrete else spec.action_shape
-        self.obs = np.zeros((self.rows, n, *spec.obs_shape), dtype=np.float32)
+        obs_dtype = observation_dtype(spec)  # frames stay uint8 (or bool): scaled in the network
+        self.obs = np.zeros((self.rows, n, *spec.obs_shape), dtype=obs_dtype)
         self.actions = np.zeros((self.rows, n, *action_shape), dtype=np.int64 if discrete else np.float32)
         self.rewards = np.zeros((self.rows, n), dtype=np.float32)
         self.terminated = np.zeros((self.rows, n), dtype=bool)
         self.ended = np.zeros((self.rows, n), dtype=bool)  # terminated or truncated
         self.valid = np.zeros((self.rows, n), dtype=bool)
-        self.newest_next_obs = np.zeros((n, *spec.obs_shape), dtype=np.float32)
+        self.newest_next_obs = np.zeros((n, *spec.obs_shape), dtype=obs_dtype)
         self.pos = 0  # next row to write
         self.full = False
         self.num_valid = 0

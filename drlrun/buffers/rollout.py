@@ -53,10 +53,11 @@ class RolloutBuffer:
     """Preallocated ``[n_steps, num_envs]`` arrays, written once per vector step."""
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...],
-                 action_shape: tuple[int, ...], discrete: bool) -> None:
+                 action_shape: tuple[int, ...], discrete: bool, obs_dtype: Any = np.float32) -> None:
+        """``obs_dtype``: what observations are kept in (frames: uint8 or bool, as the env gives them)."""
         self.n_steps, self.num_envs = n_steps, num_envs
         shape = (n_steps, num_envs)
-        self.obs = np.zeros((*shape, *obs_shape), dtype=np.float32)
+        self.obs = np.zeros((*shape, *obs_shape), dtype=obs_dtype)
         self.actions = np.zeros(shape if discrete else (*shape, *action_shape),
                                 dtype=np.int64 if discrete else np.float32)
         self.log_probs = np.zeros(shape, dtype=np.float32)
@@ -65,7 +66,7 @@ class RolloutBuffer:
         self.terminated = np.zeros(shape, dtype=bool)
         self.ended = np.zeros(shape, dtype=bool)
         self.valid = np.zeros(shape, dtype=bool)
-        self.next_obs = np.zeros((num_envs, *obs_shape), dtype=np.float32)  # after the last row
+        self.next_obs = np.zeros((num_envs, *obs_shape), dtype=obs_dtype)  # after the last row
         self.pos = 0
 
     def add(self, obs: np.ndarray, actions: np.ndarray, log_probs: np.ndarray, values: np.ndarray,
