@@ -109,10 +109,39 @@ class CheckpointConfig:
 
 
 @dataclass
+class MlflowLogConfig:
+    """``log.backends=[...,mlflow]``: one MLflow run per drlrun run (a parent run per multirun)."""
+
+    tracking_uri: str | None = param(None, help="where runs are recorded: any MLflow tracking URI (http://host:5000, "
+                                                "sqlite:///path.db, databricks, ...); default: "
+                                                "sqlite:///<outputs>/mlflow.db")
+    experiment: str = param("drlrun", help="the MLflow experiment the runs go to")
+    artifacts: bool = param(True, help="upload summary.json, eval.json, videos/ and checkpoints/best.pt at the end")
+
+
+@dataclass
+class WandbLogConfig:
+    """``log.backends=[...,wandb]``: one Weights & Biases run per drlrun run, grouped by sweep."""
+
+    project: str = param("drlrun", help="the W&B project")
+    entity: str | None = param(None, help="the W&B team or user; default: yours")
+    mode: str = param("auto", choices=("auto", "online", "offline"),
+                      help="auto: online where W&B is set up (WANDB_API_KEY, wandb login or WANDB_MODE), "
+                           "offline otherwise (wandb sync uploads later)")
+    tags: list[str] = param([], help="tags of every run")
+
+
+@dataclass
 class LogConfig:
     interval: int = param(1_000, ge=1, help="env steps between metric rows and progress updates")
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = param(True, help="false leaves tensorboard out of log.backends")
+    backends: list[str] = param(["tensorboard"], help="where rows, hyperparameters and artifacts go besides "
+                                                       "metrics.jsonl: tensorboard, mlflow, wandb or a plug-in "
+                                                       "(entry-point group drlrun.loggers)")
+    mlflow: MlflowLogConfig = field(default_factory=MlflowLogConfig)
+    wandb: WandbLogConfig = field(default_factory=WandbLogConfig)
+    options: dict[str, Any] = field(default_factory=dict)  # a plug-in logger's settings: log.options.<name>.<key>
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""One small registry type, used for algorithms, networks and buffers.
+"""One small registry type, used for algorithms, networks, buffers and loggers.
 
 Every component, built-in or not, is found the same way: through a Python entry-point group
-(``drlrun.algos``, ``drlrun.networks``, ``drlrun.buffers``) whose entry's name is the registry
-name and whose object is the class. drlrun declares its own in ``pyproject.toml``; a plug-in
+(``drlrun.algos``, ``drlrun.networks``, ``drlrun.buffers``, ``drlrun.loggers``) whose entry's name
+is the registry name and whose object is the class. drlrun declares its own in ``pyproject.toml``; a plug-in
 package declares its own in its ``pyproject.toml``. There is no hand-kept import list: a
 component is imported only when its name is looked up (or when all are listed), and checked
-against its contract (``drlrun/agent.py``) as it is loaded.
+against its contract (``drlrun/agent.py``; loggers: ``drlrun/sink.py``) as it is loaded.
 
 :meth:`Registry.register` adds a class in-process (a notebook, a test) without packaging it.
 """
@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 from drlrun.agent import check_agent_class, check_component_class
 from drlrun.errors import DrlrunError, choices_hint
+from drlrun.sink import check_sink_class
 
 T = TypeVar("T")
 
@@ -104,3 +105,4 @@ class Registry(Generic[T]):
 ALGOS: Registry[type] = Registry("algorithm", "drlrun.algos", check_agent_class)
 NETWORKS: Registry[type] = Registry("network", "drlrun.networks", check_component_class)
 BUFFERS: Registry[type] = Registry("buffer", "drlrun.buffers", check_component_class)
+LOGGERS: Registry[type] = Registry("logger", "drlrun.loggers", check_sink_class)

@@ -42,6 +42,7 @@ from drlrun.rng import seed_everything
 from drlrun.schedule import Counters, Schedule
 from drlrun.sidesteps import EvalHistory, Evaluator, SideSteps
 from drlrun.telemetry import Telemetry
+from drlrun.tracking import check_backends, open_telemetry
 
 
 class Run:
@@ -198,30 +199,42 @@ def train(cfg: RunConfig, run_dir: Path, *, progress: bool | None = None,
     A run that diverges, fails or is interrupted while training still leaves a summary.json
     (status ``diverged``, ``failed`` or ``interrupted``, with the error) before the exception
     propagates, so sweeps and reports can account for it. Bad input fails while building,
-    before anything is written."""
+    before anything is written; a logger that cannot start fails before training. The loggers
+    get the summary and the run's other files when it ends (``drlrun/tracking.py``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_backends(cfg.log)
     run = Run(cfg, run_dir)  # bad input fails here, before anything is written
     try:
         if resume is not None:
             run.restore(run.ckpt_dir / "latest.pt", *resume)
         title = f"{cfg.algo.name} {slug(run.env_id)} seed {cfg.seed}"
-        run.telemetry = Telemetry(run_dir, total_steps=cfg.total_steps, title=title,
-                                  tensorboard=cfg.log.tensorboard,
-                                  progress=cfg.log.progress if progress is None else progress,
-                                  resume_step=run.counters.step if resume is not None else None,
-                                  seconds=run.counters.seconds)
+        run.telemetry = open_telemetry(cfg, run_dir, title=title,
+                                       progress=cfg.log.progress if progress is None else progress,
+                                       resume_step=run.counters.step if resume is not None else None,
+                                       seconds=run.counters.seconds)
     except BaseException:
         run.close()
         raise
+    status = "interrupted"  # (a second Ctrl-C while training)
     try:
         result = run.train()
+        status = result["status"]
+        _write_summary(run, result)
     except Exception as exc:
         status = ("diverged" if isinstance(exc, Diverged) else "pruned" if isinstance(exc, Pruned)
                   else "interrupted" if isinstance(exc, Interrupted) else "failed")
-        summary.write_summary(run_dir, run.failure_summary(status, exc))
+        _write_summary(run, run.failure_summary(status, exc))
         raise
     finally:
-        run.telemetry.close()
+        run.telemetry.close(status)
         run.close()
-    summary.write_summary(run_dir, result)
     return result
+
+
+def _write_summary(run: Run, result: dict[str, Any]) -> None:
+    """summary.json, with where the loggers keep the run (``tracking``: e.g. ``mlflow_ui``)."""
+    assert run.telemetry is not None
+    links = run.telemetry.links()
+    if links:
+        result["tracking"] = links
+    summary.write_summary(run.run_dir, result)

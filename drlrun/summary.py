@@ -1,4 +1,5 @@
-"""What a run leaves behind: ``summary.json`` (completed or not), and the final TensorBoard entries.
+"""What a run leaves behind: ``summary.json`` (completed or not, with ``tracking``: where its
+loggers keep it), and the final logger entries (overall speed, HParams).
 
 A run that diverges, fails or is interrupted while training still leaves a summary.json (status
 ``diverged``, ``failed``, ``pruned`` or ``interrupted``, with the error), so sweeps and reports
@@ -63,7 +64,8 @@ def completed(cfg: RunConfig, run_dir: Path, *, env_id: str, device: torch.devic
 
 
 def to_tensorboard(telemetry: Any, cfg: RunConfig, summary: dict[str, Any]) -> None:
-    """The run's overall speed, and its hyperparameters against its results (HParams tab)."""
+    """The run's overall speed, and its hyperparameters against its results, for every logger
+    (TensorBoard's HParams tab, MLflow's ``hparams/*`` metrics, the W&B run summary)."""
     telemetry.scalars(summary["total_steps"], {"charts/SPS": summary["steps_per_second"]})
     telemetry.hparams(flatten(cfg), {"hparams/final_return_mean": summary["final_return_mean"],
                                      "hparams/best_return_mean": summary["best_return_mean"],

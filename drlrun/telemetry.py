@@ -1,12 +1,16 @@
-"""Where a run's numbers go: TensorBoard, a JSON-lines metrics file, and the rich console.
+"""Where a run's numbers go: ``metrics.jsonl``, the loggers of ``log.backends`` (TensorBoard by
+default; MLflow, Weights & Biases, plug-ins: ``drlrun/sink.py``), and the rich console.
 
 Tags follow CleanRL (``charts/episodic_return``, ``charts/SPS``, ``losses/td_loss``, ...) so
 curves can be compared with theirs. Nothing here is called per environment step: the runner
-batches finished episodes and metrics and flushes them at the log interval.
+batches finished episodes and metrics and flushes them at the log interval. Every logger gets the
+same rows as the metrics file; one that fails while training is reported once and left out, and
+the run goes on with the others (the metrics file is always complete).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -14,34 +18,42 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-# Tags TensorBoard gets once per finished episode, at the step it ended (CleanRL's names).
-EPISODE_TAGS = ("charts/episodic_return", "charts/episodic_length")
+from drlrun.sink import EPISODE_TAGS
+
+__all__ = ["EPISODE_TAGS", "Telemetry", "run_artifacts", "summary_table"]
 
 
 class Telemetry:
-    """TensorBoard writer + ``metrics.jsonl`` + progress bar for one run directory."""
+    """``metrics.jsonl`` + the loggers + progress bar for one run directory."""
 
     def __init__(self, run_dir: Path, *, total_steps: int, title: str, tensorboard: bool = True,
                  progress: bool = True, console: Console | None = None, resume_step: int | None = None,
-                 seconds: float = 0.0) -> None:
+                 seconds: float = 0.0, sinks: dict[str, Any] | None = None) -> None:
         """``resume_step``: the run goes on from its checkpoint at this step. Whatever the
-        stopped process logged after it is dropped (metrics rows here; TensorBoard events through
-        the writer's ``purge_step``), so the resumed run's rows follow with no step twice.
-        ``seconds``: wall time the run had already trained for."""
+        stopped process logged after it is dropped (metrics rows here; the loggers drop theirs:
+        TensorBoard through the writer's ``purge_step``), so the resumed run's rows follow with no
+        step twice. ``seconds``: wall time the run had already trained for. ``sinks``: the started
+        loggers by name (``drlrun/tracking.py`` starts them from ``log.backends``); without them,
+        TensorBoard alone where ``tensorboard``."""
         self.run_dir = run_dir
         self.console = console or Console(stderr=True)
-        self.writer = None
+        if sinks is None:
+            sinks = {}
+            if tensorboard:
+                from drlrun.sink import SinkContext
+                from drlrun.sink_tensorboard import TensorBoardSink
+
+                sinks["tensorboard"] = TensorBoardSink(SinkContext("tensorboard", run_dir, title,
+                                                                   resume_step=resume_step))
+        self.sinks: dict[str, Any] = dict(sinks)
+        self.failures: dict[str, str] = {}  # loggers that failed while training: why
         metrics = run_dir / "metrics.jsonl"
         if resume_step is not None and metrics.exists():
             _truncate_rows(metrics, resume_step)
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = None if resume_step is None else resume_step + 1
-            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge)
         self._metrics_file = metrics.open("a", encoding="utf-8")
         self._start = time.perf_counter() - seconds
         self._progress: Progress | None = None
@@ -58,27 +70,48 @@ class Telemetry:
                                                  completed=resume_step or 0)
             self._progress.start()
 
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard ``SummaryWriter`` (for videos), or None without TensorBoard."""
+        sink = self.sinks.get("tensorboard")
+        return getattr(sink, "writer", None)
+
     # ------------------------------------------------------------------ writing
+    def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``method`` of every logger that has it; one that raises is left out from here on."""
+        for name, sink in list(self.sinks.items()):
+            fn = getattr(sink, method, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:
+                self._drop(name, method, exc)
+
+    def _drop(self, name: str, method: str, exc: Exception) -> None:
+        sink = self.sinks.pop(name)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        self.failures[name] = f"{type(exc).__name__}: {first}"
+        kept = ["metrics.jsonl", *self.sinks]
+        self.message(f"[yellow]drlrun: the {name} logger failed ({escape(self.failures[name])}, in {method}) and "
+                     f"is left out for the rest of this run; the run goes on with {', '.join(kept)}.")
+        if method != "close":
+            with contextlib.suppress(Exception):
+                sink.close(status="failed", artifacts=[])
+
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        """One row of the metrics file and one point per tag in TensorBoard."""
+        """One row of the metrics file and the same row for every logger."""
         clean = {k: float(v) for k, v in values.items()}
-        if self.writer is not None:
-            for tag, value in clean.items():
-                if tag not in EPISODE_TAGS:  # TensorBoard has every episode at its own step already
-                    self.writer.add_scalar(tag, value, step)
+        self._each("scalars", step, clean)
         row = {"step": step, "wall_time": round(time.perf_counter() - self._start, 4)}
         row.update({k: (v if math.isfinite(v) else None) for k, v in clean.items()})
         self._metrics_file.write(json.dumps(row) + "\n")
 
     def episodes(self, steps: list[int], returns: list[float], lengths: list[int]) -> None:
-        """Each finished episode as a TensorBoard point at the step it ended (the metrics file
-        has their mean per log row instead)."""
-        if self.writer is None:
-            return
-        return_tag, length_tag = EPISODE_TAGS
-        for step, ret, length in zip(steps, returns, lengths, strict=True):
-            self.writer.add_scalar(return_tag, ret, step)
-            self.writer.add_scalar(length_tag, length, step)
+        """Each finished episode at the step it ended, for the loggers that take them (TensorBoard;
+        the metrics file has their mean per log row instead)."""
+        if steps:
+            self._each("episodes", steps, returns, lengths)
 
     def progress(self, step: int, sps: float, last_return: float | None, last_eval: float | None) -> None:
         if self._progress is not None:
@@ -87,38 +120,46 @@ class Telemetry:
 
     def message(self, text: str) -> None:
         """A line for the user: above the live bar in a terminal, plain otherwise."""
-        self.console.print(text, highlight=False)
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Hyperparameters against final metrics, for TensorBoard's HParams tab."""
-        if self.writer is None:
-            return
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
+        """Hyperparameters against final metrics (TensorBoard's HParams tab, MLflow params, ...)."""
+        self._each("hparams", hparams, metrics)
 
-        values = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
-        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-        exp, ssi, sei = hparams_summary(values, clean)
-        file_writer = self.writer._get_file_writer()
-        for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
-        for tag, value in clean.items():
-            self.writer.add_scalar(tag, value)
+    def links(self) -> dict[str, str]:
+        """Each logger's way to open the run (``mlflow ui ...``, ``wandb sync ...``), and each
+        failed logger's error, for summary.json and the final table."""
+        out: dict[str, str] = {}
+        for _name, sink in self.sinks.items():
+            fn = getattr(sink, "links", None)
+            if fn is not None:
+                with contextlib.suppress(Exception):
+                    out.update(fn())
+        out.update({f"{name}_error": why for name, why in self.failures.items()})
+        return out
 
-    def close(self) -> None:
+    def close(self, status: str = "completed") -> None:
+        """End the run for every logger: ``status`` as summary.json has it, and the run's files."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-            self.writer = None
         if not self._metrics_file.closed:
             self._metrics_file.close()
+        if self.sinks:
+            self._each("close", status=status, artifacts=run_artifacts(self.run_dir))
+            self.sinks = {}
 
     def flush(self) -> None:
+        """Before a checkpoint: every row up to here is on disk (and sent, for the loggers)."""
         self._metrics_file.flush()
-        if self.writer is not None:
-            self.writer.flush()
+        self._each("flush")
+
+
+def run_artifacts(run_dir: Path) -> list[Path]:
+    """The files of a run that trackers keep: summary.json, eval.json, videos, the best checkpoint."""
+    files = [run_dir / "summary.json", run_dir / "eval.json", *sorted((run_dir / "videos").glob("*.mp4")),
+             run_dir / "checkpoints" / "best.pt"]
+    return [f for f in files if f.is_file()]
 
 
 def _truncate_rows(path: Path, last_step: int) -> None:
@@ -152,4 +193,6 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> Table:
         value = summary.get(key)
         table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
     table.add_row("run directory", str(run_dir))
+    for key, value in (summary.get("tracking") or {}).items():  # e.g. mlflow_ui: mlflow ui --backend-store-uri ...
+        table.add_row(key, str(value))
     return table
