@@ -21,6 +21,7 @@ from drlrun import checkpoint
 from drlrun.build import Trained, load_trained
 from drlrun.commands import run_command
 from drlrun.config import param
+from drlrun.tracking import attach
 
 EVAL_CLI_SEED_OFFSET = 2_000_006  # drlrun-eval's default seeds: neither training's nor its evaluations'
 
@@ -76,6 +77,7 @@ def evaluate_run(run_dir: Path, args: EvalArgs, console: Console) -> dict[str, A
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     checkpoint.write_json(run_dir / "eval.json", result)
+    attach(run_dir, [run_dir / "eval.json", *(Path(v) for v in videos)])  # (to the run's MLflow run, if any)
     return result
 
 

@@ -120,11 +120,9 @@ def test_an_mlflow_run_has_the_config_every_row_at_its_step_and_the_files(track,
     assert ui in result.stdout  # in the final table
     assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard still on
 
-    # drlrun-eval's files, written after the run, join its MLflow run
-    from drlrun.tracking import attach
-
-    (run_dir / "eval.json").write_text("{}")
-    attach(run_dir, [run_dir / "eval.json"])
+    # drlrun-eval's eval.json, written after the run, joins its MLflow run
+    result = track(str(run_dir), "episodes=2", exe="drlrun-eval")
+    assert result.returncode == 0, result.stderr
     assert "eval.json" in artifacts(tmp_path, run_id)
 
 
