@@ -79,8 +79,13 @@ def _hydra_main(cfg: DictConfig) -> float:
         print_error(exc)
         sys.exit(EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_USER_ERROR)
     out = Console()
-    out.print(summary_table(summary, run_dir))
-    out.print(f"TensorBoard: tensorboard --logdir {run_dir}", soft_wrap=True, highlight=False)
+    if multirun:  # one line per job: a sweep's jobs (on Ray, many at once) must not interleave tables
+        out.print(f"job {HydraConfig.get().job.num}: {summary['algo']} {summary['env']} seed {summary['seed']} "
+                  f"{summary['status']}, final return {summary['final_return_mean']:.1f} in "
+                  f"{summary['wall_seconds']:.0f} s -> {run_dir}", soft_wrap=True, highlight=False)
+    else:
+        out.print(summary_table(summary, run_dir))
+        out.print(f"TensorBoard: tensorboard --logdir {run_dir}", soft_wrap=True, highlight=False)
     return float(summary["final_return_mean"])
 
 

@@ -57,6 +57,9 @@ def test_three_jobs_in_parallel_through_hydras_joblib_launcher(cli, tmp_path):
     seeds = sorted(json.loads(p.read_text())["seed"] for p in sweep_dir.glob("*/summary.json"))
     assert seeds == [0, 1, 2]
     assert all(row["final_return_mean"] == 1.0 for row in rows)
+    # each job reports in one line (parallel jobs' tables would interleave), the sweep in one table
+    assert all(f"job {i}: dqn fake_envs.GuessEnv seed {i} completed" in result.stdout for i in range(3))
+    assert "TensorBoard: tensorboard" not in result.stdout
 
 
 def test_three_jobs_on_a_local_ray_through_hydras_ray_launcher(cli, tmp_path):
