@@ -110,7 +110,9 @@ def test_the_contract_resume_and_export_tests_cover_a_new_algorithm_without_edit
     site = pip_install(ROOT / "examples" / "drlrun-tabular", tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     files = ["tests/test_agents.py", "tests/test_resume.py", "tests/test_eval_export.py"]
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "tabular_q",
+    # (the pytest script, not `python -m pytest`, which would put the source tree before the
+    # installed drlrun on sys.path)
+    result = subprocess.run([drlrun_executable("pytest"), "-q", "-p", "no:cacheprovider", "-k", "tabular_q",
                              *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     ran = re.search(r"(\d+) passed", result.stdout)
