@@ -20,12 +20,20 @@ def drlrun_executable(name: str = "drlrun") -> str:
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
+def python_path(*paths: str | Path) -> str:
+    """PYTHONPATH with ``paths`` in front of the one inherited. No empty entry: Python reads one as
+    the working directory, which in the repository would put the source tree before the
+    installed drlrun (a non-editable install, as in CI, has its configs only there)."""
+    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join(str(p) for p in [*paths, *inherited] if str(p))
+
+
 def run_cli(*args: str, cwd: Path, extra_path: Path | None = None, timeout: int = 300,
             env_vars: dict[str, str] | None = None, exe: str = "drlrun") -> subprocess.CompletedProcess[str]:
     """Run ``drlrun ARGS`` (or ``exe ARGS``) in a subprocess; tests' fake environments are importable."""
     env = dict(os.environ)
     paths = [str(TESTS_DIR)] + ([str(extra_path)] if extra_path else [])
-    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = python_path(*paths)
     env.pop("HYDRA_FULL_ERROR", None)
     env.update(env_vars or {})
     return subprocess.run([drlrun_executable(exe), *args], cwd=cwd, env=env, capture_output=True,

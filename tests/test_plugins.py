@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TESTS_DIR, drlrun_executable
+from conftest import TESTS_DIR, drlrun_executable, python_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def metric_rows(run_dir: Path) -> list[dict]:
 def stop_after_first_checkpoint(args: tuple[str, ...], run_dir: Path, site: Path, cwd: Path) -> None:
     """Start ``drlrun ARGS`` and send SIGTERM as soon as its first checkpoint is on disk: the run
     saves a checkpoint at the step it reached and stops with 143 (Ctrl-C's way out)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": python_path(TESTS_DIR, site)}
     proc = subprocess.Popen([drlrun_executable(), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     latest = run_dir / "checkpoints" / "latest.pt"
@@ -108,10 +108,10 @@ def test_the_contract_resume_and_export_tests_cover_a_new_algorithm_without_edit
     """Installing the example package is all it takes: the registry-driven test cases include it,
     and they pass."""
     site = pip_install(ROOT / "examples" / "drlrun-tabular", tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": python_path(site)}
     files = ["tests/test_agents.py", "tests/test_resume.py", "tests/test_eval_export.py"]
-    # (the pytest script, not `python -m pytest`, which would put the source tree before the
-    # installed drlrun on sys.path)
+    # (the pytest script, not `python -m pytest`, which would put the working directory, the
+    # source tree, before the installed drlrun on sys.path)
     result = subprocess.run([drlrun_executable("pytest"), "-q", "-p", "no:cacheprovider", "-k", "tabular_q",
                              *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
