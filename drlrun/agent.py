@@ -138,7 +138,7 @@ def check_component_class(kind: str, name: str, cls: Any) -> None:
     """A network or buffer class: a ``Config`` dataclass whose ``name`` defaults to ``name``."""
     problems = _config_problems(name, cls)
     if problems:
-        raise DrlrunError(f"{kind} {name!r} ({_qualname(cls)}) {'; '.join(problems)}.")
+        raise DrlrunError(f"{kind} {name!r} ({qualname(cls)}) {'; '.join(problems)}.")
 
 
 def check_agent_class(kind: str, name: str, cls: Any) -> None:
@@ -152,13 +152,13 @@ def check_agent_class(kind: str, name: str, cls: Any) -> None:
     if missing:
         problems.append(f"lacks the required method(s) {', '.join(missing)}")
     act = getattr(cls, "act", None)
-    if callable(act) and not _takes_keyword(act, "explore"):
+    if callable(act) and not takes_keyword(act, "explore"):
         problems.append("has an 'act' that takes no 'explore' keyword (act(obs, *, explore, deterministic=True))")
     not_callable = [m for m in OPTIONAL_METHODS if hasattr(cls, m) and not callable(getattr(cls, m))]
     if not_callable:
         problems.append(f"has {', '.join(not_callable)} that are not methods")
     if problems:
-        raise DrlrunError(f"{kind} {name!r} ({_qualname(cls)}) does not fulfil drlrun's agent contract "
+        raise DrlrunError(f"{kind} {name!r} ({qualname(cls)}) does not fulfil drlrun's agent contract "
                           f"(drlrun.agent.Agent): it {'; it '.join(problems)}.")
 
 
@@ -177,7 +177,7 @@ def agent_metrics(agent: Any) -> dict[str, float]:
 
 def agent_state(agent: Any, *, with_buffer: bool) -> dict[str, Any]:
     """``agent.state_dict(with_buffer=...)``, or ``state_dict()`` where the keyword is not taken."""
-    if _takes_keyword(agent.state_dict, "with_buffer"):
+    if takes_keyword(agent.state_dict, "with_buffer"):
         return agent.state_dict(with_buffer=with_buffer)
     return agent.state_dict()
 
@@ -192,7 +192,9 @@ def _config_problems(name: str, cls: Any) -> list[str]:
     return []
 
 
-def _takes_keyword(fn: Any, keyword: str) -> bool:
+def takes_keyword(fn: Any, keyword: str) -> bool:
+    """Whether ``fn`` accepts ``keyword`` (by name or through ``**kwargs``): the contract checks
+    for optional keywords (agents' ``with_buffer``, loggers' ``close(status=, artifacts=)``)."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -200,5 +202,6 @@ def _takes_keyword(fn: Any, keyword: str) -> bool:
     return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _qualname(cls: Any) -> str:
+def qualname(cls: Any) -> str:
+    """``module:Class``, as an entry point names it (for contract errors)."""
     return f"{getattr(cls, '__module__', '?')}:{getattr(cls, '__qualname__', repr(cls))}"

@@ -24,7 +24,6 @@ when a class is registered or loaded from an entry point.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import tempfile
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drlrun.agent import qualname, takes_keyword
 from drlrun.errors import DrlrunError
 
 # Tags that a sink taking ``episodes`` gets once per finished episode, at the step it ended
@@ -111,20 +111,11 @@ def check_sink_class(kind: str, name: str, cls: Any) -> None:
         if missing:
             problems.append(f"lacks the required method(s) {', '.join(missing)}")
         close = getattr(cls, "close", None)
-        if callable(close) and not all(_takes_keyword(close, k) for k in ("status", "artifacts")):
+        if callable(close) and not all(takes_keyword(close, k) for k in ("status", "artifacts")):
             problems.append("has a 'close' that does not take the keywords status and artifacts")
         not_callable = [m for m in OPTIONAL if hasattr(cls, m) and not callable(getattr(cls, m))]
         if not_callable:
             problems.append(f"has {', '.join(not_callable)} that are not methods")
     if problems:
-        qualname = f"{getattr(cls, '__module__', '?')}:{getattr(cls, '__qualname__', repr(cls))}"
-        raise DrlrunError(f"{kind} {name!r} ({qualname}) does not fulfil drlrun's logger contract "
+        raise DrlrunError(f"{kind} {name!r} ({qualname(cls)}) does not fulfil drlrun's logger contract "
                           f"(drlrun.sink): it {'; it '.join(problems)}.")
-
-
-def _takes_keyword(fn: Any, keyword: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
