@@ -201,10 +201,14 @@ def drlrun_ops_per_step(task: Task) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", default=",".join(TASKS))
+    modelled = [name for name, task in TASKS.items() if task.env in ENV_DIMS]  # MLP tasks: frames are not modelled
+    parser.add_argument("--tasks", default=",".join(modelled), help=f"comma-separated, from: {', '.join(modelled)}")
     parser.add_argument("--sb3-sps", default="", help="task=steps/s,... (default: the one-core table)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as drlrun's default)")
     args = parser.parse_args()
+    unknown = [name for name in args.tasks.split(",") if name not in modelled]
+    if unknown:
+        parser.error(f"--tasks: {', '.join(unknown)} not modelled here; valid choices: {', '.join(modelled)}")
     torch.set_num_threads(args.threads)
     sb3 = dict(SB3_SPS)
     for item in filter(None, args.sb3_sps.split(",")):

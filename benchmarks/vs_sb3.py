@@ -4,6 +4,7 @@
     python benchmarks/vs_sb3.py --seeds 3
     python benchmarks/vs_sb3.py --tasks ppo_cartpole,dqn_cartpole --seeds 1 --json results.jsonl
     python benchmarks/vs_sb3.py --steps 500 --sides drlrun          # smoke run, no SB3 needed
+    python benchmarks/vs_sb3.py --tasks dqn_minatar_breakout --seeds 2   # pixels: pip install minatar
 
 Each task's hyperparameters are written once, in ``TASKS``, as pairs (drlrun key = value,
 SB3 argument = value); both command lines are generated from that table and printed. Runs are
@@ -18,7 +19,15 @@ What is measured, identically on both sides:
 Medians over seeds go in the table; ``ratio`` is median drlrun sps / median SB3 sps.
 SB3 runs with torch's default thread count (as its users get it; ``--sb3-threads 1`` for one
 thread), drlrun with its own default (one torch thread). Pin both to one core with
-``taskset -c 0 python benchmarks/vs_sb3.py ...``.
+``taskset -c 0 python benchmarks/vs_sb3.py ...``. Both sides run on this script's Python (drlrun
+through the ``drlrun`` command next to it), so a separate environment with SB3 and drlrun
+installed keeps SB3 out of drlrun's own.
+
+Frames (``dqn_minatar_breakout``): SB3's ``CnnPolicy`` is the Nature-DQN torso, which does not fit
+MinAtar's 10x10 frames, so the SB3 side gets the torso drlrun's ``network=cnn`` builds from the
+same settings (:func:`frames_cnn_class`: the conv layers, each with a ReLU, flattened; SB3's
+``net_arch`` then adds the fully connected layers), and MinAtar's HxWxC booleans as CxHxW uint8 0/1
+(:func:`channels_first_wrapper`), which SB3 turns into floats, unscaled.
 """
 
 from __future__ import annotations
@@ -63,11 +72,19 @@ class Hp:
 class Task:
     name: str
     algo: str  # drlrun algo and SB3 class (lower case)
-    env: str
+    env: str  # drlrun's env option (conf/env/), and the Gymnasium id SB3 makes unless sb3_env says otherwise
     total_steps: int
     threshold: float
     hps: tuple[Hp, ...]
     evals: int = 10
+    network: str | None = None  # drlrun's network option, where not the default mlp
+    sb3_env: str | None = None
+    sb3_policy: str = "MlpPolicy"
+
+    @property
+    def gym_id(self) -> str:
+        """The Gymnasium id both sides run."""
+        return self.sb3_env or self.env
 
     @property
     def values(self) -> dict[str, Any]:
@@ -93,6 +110,7 @@ class Task:
     def drlrun_overrides(self) -> list[str]:
         steps = self.total_steps
         out = [f"algo={self.algo}", f"env={self.env}", f"total_steps={steps}"]
+        out += [f"network={self.network}"] if self.network else []
         out += [f"{hp.drlrun}={_hydra_value(hp.value)}" for hp in self.hps]
         out += [f"eval.interval={max(1, steps // self.evals)}", f"eval.episodes={EVAL_EPISODES}",
                 f"eval.target_return={self.threshold}", "checkpoint.enabled=false"]
@@ -100,17 +118,19 @@ class Task:
 
     def sb3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the SB3 class, schedules as plain functions and activation names as
-        strings (the worker maps them to torch modules), so tests can read them without SB3."""
+        strings (the worker maps them to torch modules), so tests can read them without SB3. A
+        dotted key is a nested dict (``policy_kwargs.features_extractor_kwargs.channels``)."""
         kwargs: dict[str, Any] = {}
         for hp in self.hps:
             pair = hp.sb3_pair()
             if pair is None:
                 continue
             key, value = pair
-            if key.startswith("policy_kwargs."):
-                kwargs.setdefault("policy_kwargs", {})[key.split(".", 1)[1]] = value
-            else:
-                kwargs[key] = value
+            *outer, last = key.split(".")
+            target = kwargs
+            for part in outer:
+                target = target.setdefault(part, {})
+            target[last] = value
         return kwargs
 
 
@@ -216,13 +236,42 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         Hp("network.activation", "tanh", "policy_kwargs.activation_fn", "tanh"),
         *PPO_COMMON,
     )),
+    # The MinAtar paper's DQN (drlrun's preset conf/preset/dqn_MinAtar-Breakout-v1.yaml) for 50k of
+    # its 1M steps; epsilon anneals over the first 10% of the run, as in the preset.
+    Task("dqn_minatar_breakout", "dqn", "MinAtar-Breakout-v1", 50_000, 5.0, (
+        Hp("env.num_envs", 1, "n_envs"),
+        Hp("algo.lr", 1e-4, "learning_rate"),
+        Hp("algo.batch_size", 32, "batch_size"),
+        Hp("buffer.capacity", 100_000, "buffer_size"),
+        Hp("algo.learning_starts", 5000, "learning_starts"),
+        Hp("algo.gamma", 0.99, "gamma"),
+        Hp("algo.target_update_interval", 1000, "target_update_interval"),
+        Hp("algo.tau", 1.0, "tau"),
+        Hp("algo.train_freq", 1, "train_freq"),
+        Hp("algo.gradient_steps", 1, "gradient_steps"),
+        Hp("algo.exploration_fraction", 0.1, "exploration_fraction"),
+        Hp("algo.exploration_initial_eps", 1.0, "exploration_initial_eps"),
+        Hp("algo.exploration_final_eps", 0.1, "exploration_final_eps"),
+        Hp("algo.max_grad_norm", 10.0, "max_grad_norm"),
+        Hp("algo.loss", "huber"),  # SB3's DQN loss is always Huber (smooth L1)
+        Hp("algo.double", False),
+        Hp("algo.n_step", 1),
+        Hp("algo.anneal_lr", False),
+        Hp("network.channels", [16], "policy_kwargs.features_extractor_kwargs.channels"),
+        Hp("network.kernels", [3], "policy_kwargs.features_extractor_kwargs.kernels"),
+        Hp("network.strides", [1], "policy_kwargs.features_extractor_kwargs.strides"),
+        Hp("network.dueling", False),
+        Hp("network.hidden_sizes", [128], "policy_kwargs.net_arch", [128]),
+        Hp("network.activation", "relu", "policy_kwargs.activation_fn", "relu"),
+    ), network="cnn_small", sb3_env="MinAtar/Breakout-v1", sb3_policy="CnnPolicy"),
 )}
 
 
 # --------------------------------------------------------------------------- the drlrun side
 def run_drlrun(task: Task, seed: int, root: Path) -> dict[str, Any]:
     run_dir = root / f"drlrun_{task.name}_{seed}"
-    exe = shutil.which("drlrun") or str(Path(sys.executable).parent / "drlrun")
+    beside = Path(sys.executable).parent / "drlrun"  # the same environment as the SB3 side
+    exe = str(beside) if beside.exists() else shutil.which("drlrun") or "drlrun"
     cmd = [exe, *task.drlrun_overrides(), f"seed={seed}", "log.progress=false", f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -243,6 +292,51 @@ def run_sb3(task: Task, seed: int, root: Path, threads: int = 0) -> dict[str, An
     return json.loads(out.read_text())
 
 
+def channels_first_wrapper() -> type:
+    """A Gymnasium observation wrapper: HxWxC frames (MinAtar's booleans, or uint8) as CxHxW uint8,
+    the layout SB3's CNN policies take. Booleans become 0/1 in a Box with high 1, which SB3 does not
+    count as an image: it casts them to float without dividing by 255, as drlrun does."""
+    import gymnasium as gym
+    import numpy as np
+
+    class ChannelsFirst(gym.ObservationWrapper):
+        def __init__(self, env: gym.Env) -> None:
+            super().__init__(env)
+            space = env.observation_space
+            h, w, c = space.shape
+            high = 1 if space.dtype == np.bool_ else 255
+            self.observation_space = gym.spaces.Box(0, high, (c, h, w), np.uint8)
+
+        def observation(self, observation: Any) -> Any:
+            return np.ascontiguousarray(observation.transpose(2, 0, 1), dtype=np.uint8)
+
+    return ChannelsFirst
+
+
+def frames_cnn_class() -> type:
+    """An SB3 features extractor that is drlrun's ``network=cnn`` torso for the same settings:
+    conv layers (no padding) each followed by a ReLU, flattened channels-first. SB3's ``net_arch``
+    adds the fully connected layers after it, as drlrun's ``network.hidden_sizes`` does."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    class FramesCNN(BaseFeaturesExtractor):
+        def __init__(self, observation_space: Any, channels: list[int], kernels: list[int],
+                     strides: list[int]) -> None:
+            c, h, w = observation_space.shape
+            layers: list[nn.Module] = []
+            for out, kernel, stride in zip(channels, kernels, strides, strict=True):
+                layers += [nn.Conv2d(c, out, kernel, stride), nn.ReLU()]
+                c, h, w = out, (h - kernel) // stride + 1, (w - kernel) // stride + 1
+            super().__init__(observation_space, features_dim=c * h * w)
+            self.cnn = nn.Sequential(*layers, nn.Flatten())
+
+        def forward(self, observations: Any) -> Any:
+            return self.cnn(observations)
+
+    return FramesCNN
+
+
 def sb3_worker(task: Task, seed: int, out: Path, threads: int = 0) -> None:
     """One SB3 run, timed like drlrun's runner times itself (evaluations excluded)."""
     import gymnasium as gym
@@ -257,15 +351,31 @@ def sb3_worker(task: Task, seed: int, out: Path, threads: int = 0) -> None:
 
     if threads > 0:
         torch.set_num_threads(threads)
+    if task.gym_id.startswith("MinAtar/"):  # Gymnasium 1.x registers a package's envs on request only
+        from minatar.gym import register_envs
+
+        register_envs()
     kwargs = task.sb3_kwargs()
     n_envs = kwargs.pop("n_envs")
     policy_kwargs = kwargs.get("policy_kwargs", {})
     if "activation_fn" in policy_kwargs:
         policy_kwargs["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU}[policy_kwargs["activation_fn"]]
+    if "features_extractor_kwargs" in policy_kwargs:
+        policy_kwargs["features_extractor_class"] = frames_cnn_class()
+    probe = gym.make(task.gym_id)
+    shape = probe.observation_space.shape
+    probe.close()
+    # HxWxC frames (the last axis the shortest, drlrun's channel_order=auto rule) go channels first.
+    wrapper = channels_first_wrapper() if len(shape) == 3 and shape[-1] < shape[0] else None
     algo_cls = {"ppo": stable_baselines3.PPO, "dqn": stable_baselines3.DQN, "sac": stable_baselines3.SAC}[task.algo]
-    env = make_vec_env(task.env, n_envs=n_envs, seed=seed)
-    model = algo_cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-    eval_env = DummyVecEnv([lambda: Monitor(gym.make(task.env))])
+    env = make_vec_env(task.gym_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+    model = algo_cls(task.sb3_policy, env, seed=seed, device="cpu", verbose=0, **kwargs)
+
+    def make_eval_env() -> gym.Env:
+        single = gym.make(task.gym_id)
+        return Monitor(single if wrapper is None else wrapper(single))
+
+    eval_env = DummyVecEnv([make_eval_env])
     eval_env.seed(seed + 1_000_003)
     steps = task.total_steps
     interval = max(1, steps // task.evals)
@@ -388,7 +498,7 @@ def main() -> None:
         for name in names:
             task = TASKS[name].resized(args.steps or TASKS[name].total_steps)
             print(f"{name}: drlrun {' '.join(task.drlrun_overrides())}", flush=True)
-            print(f"{name}: SB3 {task.algo.upper()}('MlpPolicy', {task.env!r}, "
+            print(f"{name}: SB3 {task.algo.upper()}({task.sb3_policy!r}, {task.gym_id!r}, "
                   f"{', '.join(f'{k}={v!r}' for k, v in task.sb3_kwargs().items())})", flush=True)
             row = compare(task, list(range(args.seeds)), sides, Path(tmp), args.sb3_threads)
             rows.append(row)

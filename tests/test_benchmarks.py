@@ -27,10 +27,9 @@ def lookup(obj, dotted: str):
     return reduce(getattr, dotted.split("."), obj)
 
 
-def sb3_lookup(kwargs: dict, key: str):
-    if key.startswith("policy_kwargs."):
-        return kwargs["policy_kwargs"][key.split(".", 1)[1]]
-    return kwargs[key]
+def sb3_lookup(kwargs: dict, dotted: str):
+    """A value of the SB3 keyword arguments; a dotted key is a nested dict."""
+    return reduce(lambda d, key: d[key], dotted.split("."), kwargs)
 
 
 @pytest.mark.parametrize("name", list(vs_sb3.TASKS))
@@ -38,7 +37,7 @@ def test_drlrun_side_runs_exactly_the_printed_overrides(name):
     """Composing the printed command line (presets included) gives every value of the table."""
     task = vs_sb3.TASKS[name]
     s = settings(*task.drlrun_overrides())
-    assert (s.algo.name, s.env.id, s.total_steps) == (task.algo, task.env, task.total_steps)
+    assert (s.algo.name, s.env.id, s.total_steps) == (task.algo, task.gym_id, task.total_steps)
     for hp in task.hps:
         value = lookup(s, hp.drlrun)
         assert value == pytest.approx(hp.value) if isinstance(hp.value, float) else value == hp.value, hp.drlrun
@@ -71,6 +70,31 @@ def test_sb3_side_gets_the_same_values(name):
         assert kwargs["gamma"] == pytest.approx(s.algo.gamma)
     arch = kwargs["policy_kwargs"]["net_arch"]
     assert arch == s.network.hidden_sizes
+
+
+def test_frames_task_gives_sb3_drlruns_torso_on_channels_first_frames():
+    """SB3's side of dqn_minatar_breakout: drlrun's cnn torso for the same settings (same feature
+    width, so net_arch adds the same hidden layer) on the frames moved channels first, as 0/1."""
+    import gymnasium as gym
+    import numpy as np
+
+    from drlrun.envs import register_namespace
+    from drlrun.nets import FrameEncoder
+
+    task = vs_sb3.TASKS["dqn_minatar_breakout"]
+    s = settings(*task.drlrun_overrides())
+    assert s.network.name == "cnn" and task.sb3_policy == "CnnPolicy"
+    register_namespace(task.gym_id)
+    env = vs_sb3.channels_first_wrapper()(gym.make(task.gym_id))
+    raw, _ = env.unwrapped.reset(seed=3)
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space.shape == (4, 10, 10) and env.observation_space.high.max() == 1
+    assert obs.dtype == np.uint8 and np.array_equal(obs, raw.transpose(2, 0, 1))
+    if importlib.util.find_spec("stable_baselines3") is None:
+        return  # the extractor itself needs SB3 (pip install 'drlrun[bench]')
+    extractor = vs_sb3.frames_cnn_class()(env.observation_space, **task.sb3_kwargs()["policy_kwargs"]
+                                          ["features_extractor_kwargs"])
+    assert extractor.features_dim == FrameEncoder(s.network, (10, 10, 4), np.bool_).out_dim == 16 * 8 * 8
 
 
 def test_smoke_run_shrinks_rollouts_to_fit_and_says_so():
