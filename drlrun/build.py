@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from drlrun import checkpoint
 from drlrun.agent import Agent, BuildContext, EnvSpec
+from drlrun.buffers.frames import frame_storage
 from drlrun.compose import to_settings
 from drlrun.config import RunConfig, flatten
 from drlrun.errors import DrlrunError
@@ -40,8 +41,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_agent(cfg: RunConfig, spec: EnvSpec, device: torch.device) -> Agent:
-    """The configured algorithm's agent, before any training or checkpoint."""
-    ctx = BuildContext(spec=spec, network=cfg.network, buffer=cfg.buffer, device=device,
+    """The configured algorithm's agent, before any training or checkpoint. (On ALE's frame stacks
+    the replay buffer keeps each frame once: :func:`drlrun.buffers.frames.frame_storage`.)"""
+    ctx = BuildContext(spec=spec, network=cfg.network, buffer=frame_storage(cfg.buffer, spec), device=device,
                        total_steps=cfg.total_steps, seed=cfg.seed)
     return ALGOS.get(cfg.algo.name)(cfg.algo, ctx)
 
@@ -55,7 +57,10 @@ def checkpoint_header(cfg: RunConfig, env_id: str, spec: EnvSpec) -> dict[str, A
 
 # ---------------------------------------------------------------------------- resume
 RESUME_KEYS = ("total_steps", "device", "torch_threads", "debug", "log.progress", "log.tensorboard",
-               "log.interval", "checkpoint.interval")
+               "log.interval", "checkpoint.interval",
+               # where the env copies run changes nothing they compute: a resumed run may move to
+               # another Ray cluster, actor count or timeout
+               "env.ray.address", "env.ray.actors", "env.ray.timeout")
 
 
 def resume_settings(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, tuple[dict[str, Any], dict[str, Any]]]:

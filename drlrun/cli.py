@@ -29,6 +29,7 @@ from rich.console import Console
 from drlrun import sweep
 from drlrun.commands import (
     EXIT_DIVERGED,
+    EXIT_ENVS_FAILED,
     EXIT_SWEEP_FAILURES,
     EXIT_USER_ERROR,
     console,
@@ -36,7 +37,7 @@ from drlrun.commands import (
 )
 from drlrun.envs import slug
 from drlrun.errors import DrlrunError
-from drlrun.interrupt import Interrupted
+from drlrun.interrupt import EnvsFailed, Interrupted
 from drlrun.loop import Diverged
 from drlrun.pruning import Pruned
 
@@ -77,7 +78,8 @@ def _hydra_main(cfg: DictConfig) -> float:
         if not isinstance(exc, DrlrunError) or _wants_traceback(cfg):
             raise
         print_error(exc)
-        sys.exit(EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_USER_ERROR)
+        sys.exit(EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_ENVS_FAILED if isinstance(exc, EnvsFailed)
+                 else EXIT_USER_ERROR)
     out = Console()
     if multirun:  # one line per job: a sweep's jobs (on Ray, many at once) must not interleave tables
         out.print(f"job {HydraConfig.get().job.num}: {summary['algo']} {summary['env']} seed {summary['seed']} "
@@ -110,6 +112,11 @@ def _record_failed_job(cfg: DictConfig, run_dir: Path, exc: Exception) -> float:
     return math.nan
 
 
+# Environment options that stand for a whole namespace: its ids with no option of their own choose
+# them (env.id=ALE/Seaquest-v5 -> env=atari: the Atari preprocessing, a CNN, clipped rewards).
+NAMESPACE_OPTIONS = {"ALE": "atari"}
+
+
 def _env_group_options() -> set[str]:
     folder = resources.files("drlrun.conf") / "env"
     return {p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")}
@@ -121,7 +128,8 @@ def rewrite_env_id(argv: list[str]) -> list[str]:
     Tuned presets are chosen by the ``env`` group option (``${algo}_${env}``). Overriding only
     ``env.id`` would otherwise keep the default group option (CartPole-v1) and apply its preset
     to another environment. So, when no ``env=`` is given, ``env.id=X`` also selects ``env=X``
-    where conf/env/X.yaml exists, and the neutral ``env=gym`` otherwise.
+    where conf/env/X.yaml exists, else the option of X's namespace (``NAMESPACE_OPTIONS``: any
+    ``ALE/`` id gets ``env=atari``), and the neutral ``env=gym`` otherwise.
     """
     if any(a.split("=", 1)[0].lstrip("+~") == "env" for a in argv):
         return argv
@@ -130,7 +138,9 @@ def rewrite_env_id(argv: list[str]) -> list[str]:
         if sep and key.lstrip("+") == "env.id":
             simple = "," not in value and not value.startswith(("choice(", "range(", "glob("))
             name = value.replace("/", "-")  # (MinAtar/Breakout-v1's option: MinAtar-Breakout-v1)
-            option = name if simple and name in _env_group_options() else "gym"
+            options = _env_group_options()
+            family = NAMESPACE_OPTIONS.get(value.partition("/")[0]) if "/" in value else None
+            option = name if simple and name in options else family if simple and family in options else "gym"
             return with_override(argv, f"env={option}")
     return argv
 

@@ -65,21 +65,61 @@ def check_ranges(obj: Any, prefix: str) -> None:
 
 # --------------------------------------------------------------------------- top-level settings
 @dataclass
+class RayEnvConfig:
+    """``env.vectorization=ray``: where the env copies' Ray actors run and how long one may take.
+
+    A copy's episodes and seeds do not depend on which actor holds it, so none of these settings
+    changes what is learned: a run gives the same metrics as with env.vectorization=sync."""
+
+    address: str | None = param(None, help="null: a Ray of this run's own on this machine; auto: the cluster this "
+                                           "machine belongs to (RAY_ADDRESS, or the one 'ray start' started "
+                                           "here); HOST:PORT or ray://HOST:PORT: that cluster")
+    actors: int = param(2, ge=1, help="Ray actors the env copies are spread over (at most one per copy); each "
+                                      "steps its copies one after another and returns them as one batch")
+    timeout: float = param(60.0, gt=0, help="seconds an actor may take to reset or step its copies (to start: at "
+                                            "least 120) before the run stops with a checkpoint, naming the "
+                                            "actor's env copies and node")
+
+
+@dataclass
+class AtariConfig:
+    """How an ``ALE/`` id's copies are preprocessed: Gymnasium's AtariPreprocessing (no-op starts,
+    frame skip with max-pooling of the last two frames, grayscale, resize) and
+    FrameStackObservation, over the id's own sticky actions (v5: 0.25). The defaults are the Nature
+    DQN's (Mnih et al., 2015) on Machado et al.'s (2018) v5 protocol; see drlrun/preprocess.py."""
+
+    noop_max: int = param(30, ge=0, help="at most this many no-op actions (a uniform draw from 1) after each "
+                                         "reset; 0: none")
+    frame_skip: int = param(4, ge=1, help="emulator frames per agent step, the action repeated (each frame "
+                                          "sticky on its own); the observation max-pools the last two")
+    screen_size: int = param(84, ge=1, help="frames are resized to screen_size x screen_size grayscale")
+    frame_stack: int = param(4, ge=1, help="the observation stacks the last frame_stack frames (channels first)")
+    terminal_on_life_loss: bool = param(False, help="the agent learns as if a lost life ended the episode (the "
+                                                    "Nature DQN's setting); the game goes on, so episode returns "
+                                                    "and evaluations stay whole games")
+
+
+@dataclass
 class EnvConfig:
     """Which environment, how many copies run side by side, and how they are built."""
 
     id: str = param("???", help="a Gymnasium id, 'module:env-id' or 'module:EnvClass'")  # ??? = required
     num_envs: int = param(1, ge=1, help="environments stepped together in one vector env")
-    vectorization: str = param("auto", choices=("auto", "native", "sync", "async"),
+    vectorization: str = param("auto", choices=("auto", "native", "sync", "async", "ray"),
                                help="auto: sync; native: Gymnasium's own vector env (faster for "
                                     "CartPole from 4 copies, but a resumed run starts its episodes "
-                                    "afresh); async: one process per copy")
+                                    "afresh); async: one process per copy; ray: the copies in "
+                                    "env.ray.actors Ray actors, here or on a cluster (env.ray.*)")
     max_episode_steps: int | None = param(None, ge=1, help="override the episode time limit")
     threshold: float | None = param(None, help="return at which the task counts as solved; "
                                                "default: the environment's reward_threshold")
     kwargs: dict[str, Any] = field(default_factory=dict)
     network: str | None = param(None, help="the network this environment's observations need (cnn for frames): "
                                            "chosen when no network= is given")
+    ray: RayEnvConfig = field(default_factory=RayEnvConfig)
+    clip_rewards: bool = param(False, help="the agent learns from sign(reward) (the Nature DQN's clipping); "
+                                           "episode returns and evaluations keep the env's own rewards")
+    atari: AtariConfig = field(default_factory=AtariConfig)
 
 
 @dataclass

@@ -12,11 +12,13 @@ episodes its checkpoint interrupted, without ever cutting them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +27,7 @@ from gymnasium.vector import AutoresetMode
 from drlrun.agent import EnvSpec
 from drlrun.config import EnvConfig
 from drlrun.errors import DrlrunError, choices_hint
+from drlrun.preprocess import atari_copy, atari_make_kwargs, learning_signals
 
 RESTORE = "drlrun_restore"  # the reset option that rebuilds episodes in flight (SeededEpisodes)
 
@@ -108,11 +111,25 @@ class MinAtarEpisodes(gym.Wrapper):
         return self.env.reset(**kwargs)
 
 
-# Gymnasium namespaces that a package registers on request: (module, its registering function, the
-# drlrun extra that installs it, a wrapper for every copy). Gymnasium 1.x no longer loads packages'
-# registration entry points.
-NAMESPACES: dict[str, tuple[str, str, str, type[gym.Wrapper]]] = {
-    "MinAtar": ("minatar.gym", "register_envs", "minatar", MinAtarEpisodes),
+def _minatar_copy(env: gym.Env, cfg: EnvConfig) -> gym.Env:
+    return MinAtarEpisodes(env)
+
+
+class Namespace(NamedTuple):
+    """A Gymnasium namespace whose package registers its ids on request (Gymnasium 1.x no longer
+    loads packages' registration entry points), and what each of its copies gets."""
+
+    module: str  # imported to register the namespace's ids
+    register: str | None  # the module's registering function; None: importing it registers them
+    extra: str  # the drlrun extra that installs the package
+    wrap: Callable[[gym.Env, EnvConfig], gym.Env]  # every copy, innermost (under SeededEpisodes)
+    make_kwargs: Callable[[EnvConfig, dict[str, Any]], dict[str, Any]] | None = None  # gym.make's kwargs
+
+
+NAMESPACES: dict[str, Namespace] = {
+    "MinAtar": Namespace("minatar.gym", "register_envs", "minatar", _minatar_copy),
+    # Atari through Gymnasium's AtariPreprocessing and FrameStackObservation (drlrun/preprocess.py)
+    "ALE": Namespace("ale_py", None, "atari", atari_copy, atari_make_kwargs),
 }
 
 
@@ -125,13 +142,28 @@ def register_namespace(env_id: str) -> None:
     which package has them; name the extra to install when it is missing."""
     if namespace(env_id) not in NAMESPACES or env_id in gym.registry:
         return
-    module_name, function, extra, _wrapper = NAMESPACES[namespace(env_id)]
+    module_name, function, extra = NAMESPACES[namespace(env_id)][:3]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise DrlrunError(f"env.id={env_id!r} needs the {namespace(env_id)} package, which is not installed ({exc}). "
                           f"Install drlrun's {extra} extra: pip install 'drlrun[{extra}]'.") from exc
-    getattr(module, function)()
+    if function is not None:
+        getattr(module, function)()
+
+
+def copy_wrappers(cfg: EnvConfig, env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
+    """What each copy of ``env_id`` gets between ``gym.make`` and :class:`SeededEpisodes`,
+    innermost first: its namespace's wrapping (Atari's preprocessing), then the learning-only
+    signals (``env.clip_rewards``, life loss; drlrun/preprocess.py)."""
+    space = NAMESPACES.get(namespace(env_id) or "")
+    wrappers: list[Callable[[gym.Env], gym.Env]] = []
+    if space is not None:
+        wrappers.append(functools.partial(space.wrap, cfg=cfg))
+    signals = learning_signals(cfg, atari=namespace(env_id) == "ALE")
+    if signals is not None:
+        wrappers.append(signals)
+    return wrappers
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -174,19 +206,45 @@ def _ignore_stop_signals(env: gym.Env) -> gym.Env:
     return env
 
 
-def env_kwargs(cfg: EnvConfig) -> dict[str, Any]:
-    """What ``gym.make`` gets for each copy: ``env.kwargs`` and the time-limit override."""
+def env_kwargs(cfg: EnvConfig, env_id: str | None = None) -> dict[str, Any]:
+    """What ``gym.make`` gets for each copy of ``env_id`` (default: ``env.id``): ``env.kwargs``
+    and the time-limit override, as its namespace wants them (ALE: no frame skip of the env's own)."""
     kwargs: dict[str, Any] = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
-    return kwargs
+    space = NAMESPACES.get(namespace(env_id or cfg.id) or "")
+    return space.make_kwargs(cfg, kwargs) if space is not None and space.make_kwargs is not None else kwargs
+
+
+# Gymnasium's own environment families whose physics engine is an optional dependency: the module
+# of the id's entry point -> the drlrun extra that installs the engine.
+ENGINE_EXTRAS: dict[str, str] = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
+
+
+def missing_extra_hint(env_id: str) -> str:
+    """What to install when creating ``env_id`` failed for want of an optional package: the drlrun
+    extra of its engine (from the entry point's module) or of its namespace, where known."""
+    entry_point = gym.spec(env_id).entry_point
+    module = entry_point.partition(":")[0] if isinstance(entry_point, str) else ""
+    extra = next((x for prefix, x in ENGINE_EXTRAS.items() if module.startswith(prefix + ".")), None)
+    if extra is None and namespace(env_id) in NAMESPACES:
+        extra = NAMESPACES[namespace(env_id)][2]
+    if extra is None:
+        known = sorted({*ENGINE_EXTRAS.values(), *(entry[2] for entry in NAMESPACES.values())})
+        return (f"Install the package the message names (drlrun's extras for environments: "
+                f"{', '.join(known)}; pip install 'drlrun[NAME]').")
+    return f"Install drlrun's {extra} extra: pip install 'drlrun[{extra}]'."
 
 
 def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies in next-step autoreset mode."""
     spec = gym.spec(env_id)
-    kwargs = env_kwargs(cfg)
+    kwargs = env_kwargs(cfg, env_id)
     mode = cfg.vectorization
+    if mode == "ray":  # the copies in Ray actors, each actor's block built by this function, as sync
+        from drlrun.envs_ray import RayVectorEnv
+
+        return RayVectorEnv(cfg, env_id, num_envs, make_envs=make_envs, resolve=resolve_env_id)
     if mode == "auto":
         # Copies of their own (sync), wrapped in SeededEpisodes: the only way to rebuild the
         # episodes in flight when a run resumes. A native vector env (CartPole's) is faster from
@@ -195,7 +253,11 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
     elif mode == "native":
         if spec.vector_entry_point is None:
             raise DrlrunError(f"env.vectorization=native: env.id={env_id!r} has no native vector env. "
-                              "Valid choices: auto, sync, async.")
+                              "Valid choices: auto, sync, async, ray.")
+        if copy_wrappers(cfg, env_id):  # (ale_py's own vector env preprocesses in its own way)
+            raise DrlrunError(f"env.vectorization=native: env.id={env_id!r} needs wrappers on every copy (Atari "
+                              "preprocessing, env.clip_rewards), which a native vector env cannot take. "
+                              "Valid choices: auto, sync, async, ray.")
         mode = "vector_entry_point"
     vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     # Async workers must leave Ctrl-C/SIGTERM to the runner (which checkpoints, then closes them):
@@ -203,16 +265,13 @@ def make_envs(cfg: EnvConfig, env_id: str, num_envs: int) -> gym.vector.VectorEn
     wrappers: list[Any] | None = None
     if mode != "vector_entry_point":
         wrappers = [SeededEpisodes, _ignore_stop_signals] if mode == "async" else [SeededEpisodes]
-        if namespace(env_id) in NAMESPACES:
-            wrappers.insert(0, NAMESPACES[namespace(env_id)][3])  # innermost, under SeededEpisodes
+        wrappers[:0] = copy_wrappers(cfg, env_id)  # innermost, under SeededEpisodes
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs,
                             wrappers=wrappers, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
-        raise DrlrunError(
-            f"env.id={env_id!r} needs an optional dependency: {exc}. For Box2D environments "
-            "(LunarLander, BipedalWalker, CarRacing) install the extra: pip install 'drlrun[box2d]'."
-        ) from exc
+        raise DrlrunError(f"env.id={env_id!r} needs an optional dependency that is not installed ({exc}). "
+                          f"{missing_extra_hint(env_id)}") from exc
     except Exception as exc:  # an env constructor may reject env.kwargs with any exception
         raise DrlrunError(f"Could not create env.id={env_id!r} with env.kwargs={cfg.kwargs}: {exc}") from exc
     envs.drlrun_copies = mode != "vector_entry_point"  # copies of their own, in SeededEpisodes

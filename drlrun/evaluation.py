@@ -115,7 +115,7 @@ def show(trained: Trained, args: EvalArgs, seed: int, console: Console) -> None:
     env = make_render_env(trained.cfg.env, trained.env_id, "human")
     try:
         for episode in range(args.episodes):
-            _, ret, length = play(trained.agent, env, seed + episode, args.deterministic)
+            ret, length = play(trained.agent, env, seed + episode, args.deterministic)
             console.print(f"episode {episode}: return {ret:.1f}, length {length}", highlight=False)
     finally:
         env.close()

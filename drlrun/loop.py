@@ -24,7 +24,8 @@ import numpy as np
 from drlrun.agent import agent_metrics
 from drlrun.episodes import EpisodesInFlight
 from drlrun.errors import DrlrunError
-from drlrun.interrupt import StopSignals
+from drlrun.interrupt import EnvsFailed, StopSignals
+from drlrun.preprocess import LEARN_REWARD, LEARN_TERMINATED
 from drlrun.schedule import Counters, Schedule
 from drlrun.sidesteps import EvalHistory, SideSteps
 
@@ -58,9 +59,15 @@ class Loop:
                 if signalled and not self.saving:
                     raise self.signals.without_checkpoint(counters.step)
                 actions = agent.act(obs, explore=True)
-                next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+                try:
+                    next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+                except EnvsFailed as exc:  # (a Ray actor died or hung): a checkpoint of the last step, then stop
+                    raise self.side.envs_failed(counters.step, obs, exc) from exc
                 valid = flight.valid
-                agent.observe(obs, actions, rewards, next_obs, terminated, truncated, valid)
+                # The agent learns from clipped rewards and lost lives where the env copies give
+                # them (drlrun/preprocess.py); episodes and evaluations count the env's own.
+                agent.observe(obs, actions, infos.get(LEARN_REWARD, rewards), next_obs,
+                              infos.get(LEARN_TERMINATED, terminated), truncated, valid)
                 counters.step += n
                 ended = terminated | truncated
                 flight.step(actions, rewards, ended, valid)
