@@ -22,6 +22,7 @@ from drlrun.errors import DrlrunError
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_ENVS_FAILED = 4  # the environments could step no further (a Ray actor died); a checkpoint was saved
 EXIT_SWEEP_FAILURES = 1
 console = Console(stderr=True)
 

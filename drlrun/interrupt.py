@@ -1,9 +1,10 @@
-"""Ctrl-C and SIGTERM during training.
+"""Ctrl-C and SIGTERM during training, and environments that fail.
 
 The first signal asks the loop to finish the current step, save a checkpoint there and stop with
 :class:`Interrupted`; ``drlrun resume=RUN_DIR`` goes on from it. A second Ctrl-C stops at once,
 without a checkpoint (``KeyboardInterrupt``). Outside the main thread (some launchers) the
-signals keep their default meaning.
+signals keep their default meaning. Environments that can step no further (:class:`EnvsFailed`)
+stop the run the same way, with a checkpoint of the last completed step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class Interrupted(DrlrunError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class EnvsFailed(DrlrunError):
+    """A vector env can step no further: an env copy's Ray actor died, raised or did not answer in
+    time (``envs_ray.py``; the message names the copies and the node). The loop then saves a
+    checkpoint of the last completed step, as for Ctrl-C, and stops with it."""
 
 
 class StopSignals:

@@ -20,7 +20,7 @@ import numpy as np
 
 from drlrun.config import EvalConfig
 from drlrun.episodes import EpisodesInFlight, evaluate
-from drlrun.interrupt import StopSignals
+from drlrun.interrupt import EnvsFailed, Interrupted, StopSignals
 from drlrun.listeners import Evaluation, Listener
 from drlrun.rng import rng_untouched
 from drlrun.schedule import Counters, Schedule
@@ -96,7 +96,10 @@ class SideSteps:
         side_start = time.perf_counter()
         ev = None
         if schedule.eval_due(step):
-            ev = self.evaluate(step, side_start - counters.start - counters.side_seconds)
+            try:
+                ev = self.evaluate(step, side_start - counters.start - counters.side_seconds)
+            except EnvsFailed as exc:  # the evaluation's envs: stop with a checkpoint, this evaluation skipped
+                raise self.envs_failed(step, obs, EnvsFailed(f"The evaluation at step {step:,} failed: {exc}")) from exc
             for listener in self.listeners:
                 listener.evaluated(ev)
         if save_here:
@@ -115,6 +118,26 @@ class SideSteps:
             # (a signal during an evaluation is handled on the next step)
             raise self.signals.after_checkpoint(step, schedule.total, self.run_dir)
         return False
+
+    def envs_failed(self, step: int, obs: np.ndarray, exc: EnvsFailed) -> EnvsFailed | Interrupted:
+        """Envs that can step no further stop the run as a signal does: a checkpoint of ``step``, the
+        last completed step (``obs``: what the agent acts on next), then the error to raise, saying
+        how to go on. Training envs that failed mid-step: the resumed run acts at that step again
+        with fresh random draws, so from there it is not bit-identical to one that never failed.
+        Evaluation envs: that evaluation is skipped. Where a signal came first (a SIGTERM to the
+        process group ends a local Ray's processes too), the run stops as interrupted."""
+        signals = self.signals
+        if self.save_latest is None:
+            if signals.signum is not None:
+                return signals.without_checkpoint(step)
+            return EnvsFailed(f"{exc} No checkpoint was written (checkpoint.enabled=false).")
+        self.flight.to_tensorboard(self.telemetry)
+        self.telemetry.flush()  # every row up to this step is on disk before the checkpoint is
+        self.save_latest(obs)
+        if signals.signum is not None:
+            return signals.after_checkpoint(step, self.schedule.total, self.run_dir)
+        return EnvsFailed(f"{exc} A checkpoint of step {step:,} was saved; once the environments can run again, "
+                          f"continue with: drlrun resume={self.run_dir}")
 
     def _stopped(self, ev: Evaluation) -> bool:
         """Whether a listener ends training after this evaluation (raising, or early-stopping)."""
