@@ -68,7 +68,7 @@ def test_each_mujoco_preset_composes_and_every_value_arrives(algo, env):
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory) -> dict[str, Path]:
-    pytest.importorskip("mujoco")
+    pytest.importorskip("mujoco", reason="MuJoCo comes with pip install 'drlrun[mujoco]' (CI installs it through [dev])")
     root = tmp_path_factory.mktemp("mujoco")
     runs = {}
     for algo in ALGOS:

@@ -196,7 +196,7 @@ def test_a_killed_actor_stops_the_run_naming_its_copies_and_node_with_a_checkpoi
 @pytest.fixture(scope="module")
 def ray_here() -> Iterator[None]:
     """A local Ray for this process, whose workers import this module's environments."""
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="Ray comes with pip install 'drlrun[ray]' (CI installs it through [dev])")
     with pytest.MonkeyPatch.context() as mp:
         from conftest import python_path
 

@@ -44,7 +44,7 @@ import torch
 
 from drlrun.agent import EnvSpec
 from drlrun.buffers.prioritized import PrioritizedConfig, PrioritizedReplayBuffer
-from drlrun.buffers.replay import ReplayBatch, ReplayBuffer
+from drlrun.buffers.replay import ReplayBuffer
 from drlrun.config import param
 from drlrun.errors import DrlrunError
 from drlrun.preprocess import stacks_frames
@@ -147,26 +147,13 @@ class FrameReplayBuffer(ReplayBuffer):
                 "last step's next one. Valid choices for it: buffer=uniform, buffer=prioritized.")
 
     # ------------------------------------------------------------------ sampling
-    def _gather(self, flat: np.ndarray, weights: np.ndarray | None) -> ReplayBatch:
-        rows, envs = np.divmod(flat, self.num_envs)
-        if self.n_step == 1:
-            last = rows
-            returns = self.rewards[rows, envs]
-            discounts = np.where(self.terminated[rows, envs], np.float32(0.0), np.float32(self.gamma))
-        else:
-            returns, last, steps = self._n_step_window(rows, envs)
-            discounts = (self.discount_powers[steps] * ~self.terminated[last, envs]).astype(np.float32)
-        # The row after a window's last is in the same episode (windows hold valid rows only).
-        next_age = np.minimum(self.age[last, envs] + 1, self.stack - 1)
-        return ReplayBatch(
-            obs=self._tensor(self._stacks(self._absolute(rows), self.age[rows, envs], envs)),
-            actions=self._tensor(self.actions[rows, envs]),
-            returns=self._tensor(returns.astype(np.float32, copy=False)),
-            next_obs=self._tensor(self._stacks(self._absolute(last) + 1, next_age, envs)),
-            discounts=self._tensor(discounts),
-            weights=None if weights is None else self._tensor(weights),
-            indices=flat,
-        )
+    def _obs(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        return self._stacks(self._absolute(rows), self.age[rows, envs], envs)
+
+    def _next_obs(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        # The row after ``rows`` is in the same episode (n-step windows hold valid rows only).
+        next_age = np.minimum(self.age[rows, envs] + 1, self.stack - 1)
+        return self._stacks(self._absolute(rows) + 1, next_age, envs)
 
     def _absolute(self, rows: np.ndarray) -> np.ndarray:
         """The absolute row numbers of ring rows ``rows``."""

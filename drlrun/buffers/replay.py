@@ -146,7 +146,7 @@ class ReplayBuffer:
             returns, last, steps = self._n_step_window(rows, envs)
             discounts = (self.discount_powers[steps] * ~self.terminated[last, envs]).astype(np.float32)
         return ReplayBatch(
-            obs=self._tensor(self.obs[rows, envs]),
+            obs=self._tensor(self._obs(rows, envs)),
             actions=self._tensor(self.actions[rows, envs]),
             returns=self._tensor(returns.astype(np.float32, copy=False)),
             next_obs=self._tensor(self._next_obs(last, envs)),
@@ -174,7 +174,13 @@ class ReplayBuffer:
         last = window[np.arange(len(rows)), steps - 1]
         return returns, last, steps
 
+    def _obs(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """The observations of rows ``rows`` (of envs ``envs``); a storage of another layout (frames
+        stored once: :mod:`drlrun.buffers.frames`) overrides this and :meth:`_next_obs`."""
+        return self.obs[rows, envs]
+
     def _next_obs(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """The observations that follow rows ``rows``: the next row's, or the newest row's side array."""
         newest = (self.pos - 1) % self.rows
         out = self.obs[(rows + 1) % self.rows, envs]
         is_newest = rows == newest
