@@ -148,14 +148,19 @@ def rewrite_env_id(argv: list[str]) -> list[str]:
 def choose_network(argv: list[str]) -> list[str]:
     """An environment option that names the network its observations need (``network: cnn`` in
     conf/env/X.yaml: frames) gets it when no ``network=`` is given. Hydra cannot let a group
-    option choose another group's option, and the presets of such environments size that network."""
+    option choose another group's option, and the presets of such environments size that network.
+    A sweep over a list of env options (``env=MinAtar-Breakout-v1,MinAtar-SpaceInvaders-v1``)
+    gets the network they all name; options that name different networks get none (each job
+    then says which networks fit)."""
     if any(a.split("=", 1)[0].lstrip("+~") == "network" for a in argv):
         return argv
-    options = [a.partition("=")[2] for a in argv if a.split("=", 1)[0].lstrip("+") == "env"]
-    if len(options) != 1 or options[0] not in _env_group_options():
+    values = [a.partition("=")[2] for a in argv if a.split("=", 1)[0].lstrip("+") == "env"]
+    options = values[0].split(",") if len(values) == 1 else []
+    if not options or any(option not in _env_group_options() for option in options):
         return argv
-    text = (resources.files("drlrun.conf") / "env" / f"{options[0]}.yaml").read_text()
-    network = (yaml.safe_load(text) or {}).get("network")
+    folder = resources.files("drlrun.conf") / "env"
+    networks = {(yaml.safe_load((folder / f"{option}.yaml").read_text()) or {}).get("network") for option in options}
+    network = networks.pop() if len(networks) == 1 else None
     return with_override(argv, f"network={network}") if network else argv
 
 

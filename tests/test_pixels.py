@@ -163,7 +163,7 @@ def test_a_cnn_on_flat_observations_is_refused(tmp_path):
 
 def test_an_mlp_on_frames_is_refused(tmp_path):
     pytest.importorskip("minatar")
-    for algo, choices in (("dqn", "network=cnn."), ("a2c", "network=cnn.")):
+    for algo, choices in (("dqn", "network=cnn, network=cnn_small."), ("a2c", "network=cnn, network=cnn_small.")):
         result = run_cli(f"algo={algo}", "env.id=MinAtar/Breakout-v1", "network=mlp", "total_steps=10000",
                          "log.progress=false", f"hydra.run.dir={tmp_path / algo}", cwd=tmp_path)
         refused(result, "image observations (frames) of shape (10, 10, 4)", "network=mlp reads flat", choices)
@@ -256,3 +256,16 @@ def test_a_frames_environment_chooses_its_network_unless_one_is_given(tmp_path):
         assert network["name"] == "cnn" and network["channels"] == [16] and network["hidden_sizes"] == [128]
     result = run_cli("algo=dqn", "env=MinAtar-Breakout-v1", "network=cnn", "--cfg", "job", cwd=tmp_path)
     assert yaml.safe_load(result.stdout)["network"]["channels"] == [32, 64, 64]
+
+
+def test_a_sweep_over_env_options_gets_the_network_they_share():
+    """``-m env=A,B``: both MinAtar options name cnn_small, so the sweep gets it; a list that
+    mixes frames and flat observations gets none, and an explicit network= always wins."""
+    from drlrun.cli import choose_network
+
+    shared = ["-m", "algo=ppo", "env=MinAtar-Breakout-v1,MinAtar-SpaceInvaders-v1", "seed=0,1"]
+    assert choose_network(shared) == ["-m", "network=cnn_small", *shared[1:]]
+    mixed = ["-m", "algo=ppo", "env=MinAtar-Breakout-v1,CartPole-v1"]
+    assert choose_network(mixed) == mixed
+    given = ["-m", "algo=ppo", "env=MinAtar-Breakout-v1,MinAtar-SpaceInvaders-v1", "network=cnn"]
+    assert choose_network(given) == given
