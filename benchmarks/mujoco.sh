@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# A MuJoCo preset over seeds 0-2 at a step budget a CPU can afford, one job at a time on one core
+# A preset over seeds 0-2 at a step budget a CPU can afford, one job at a time on one core
 # (torch_threads=1, Hydra's basic launcher), then drlrun-report. The runs land in
-# outputs/mujoco/<algo>_<env>/ (without checkpoints, which change nothing that is learned); the
-# report (report.md, report.csv, learning curves) in benchmarks/results/mujoco/<algo>_<env>/.
+# outputs/<group>/<algo>_<env>/ (without checkpoints, which change nothing that is learned); the
+# report (report.md, report.csv, learning curves) in benchmarks/results/<group>/<algo>_<env>/.
+# GROUP is mujoco unless given (the MinAtar results use GROUP=minatar).
 #
 #   bash benchmarks/mujoco.sh sac 100000              # SAC on HalfCheetah-v5, 100k steps (the README's run)
 #   bash benchmarks/mujoco.sh ppo 1000000             # the preset's full budget
 #   ENV=Hopper-v5 SEEDS=0,1,2,3,4 bash benchmarks/mujoco.sh td3 300000
+#   GROUP=minatar ENV=MinAtar-Breakout-v1 SEEDS=0,1,2,3,4 EVAL_INTERVAL=50000 bash benchmarks/mujoco.sh ppo 1000000
 #
-# Needs pip install 'drlrun[mujoco]'. An evaluation (10 episodes of 1000 steps) every EVAL_INTERVAL
-# steps, 10k by default.
+# Needs pip install 'drlrun[mujoco]' (or the extra of the env's family). An evaluation every
+# EVAL_INTERVAL steps, 10k by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v drlrun > /dev/null || { echo "drlrun is not on PATH: activate its virtual environment first" >&2; exit 2; }
@@ -20,8 +22,9 @@ steps=$2
 env=${ENV:-HalfCheetah-v5}
 seeds=${SEEDS:-0,1,2}
 pair=${algo}_${env}
-dir=outputs/mujoco/$pair
-report=benchmarks/results/mujoco/$pair
+group=${GROUP:-mujoco}
+dir=outputs/$group/$pair
+report=benchmarks/results/$group/$pair
 rm -rf "$dir"
 mkdir -p "$dir" "$report"
 echo "== $pair, seeds $seeds, $steps steps each -> $dir"
