@@ -118,8 +118,9 @@ NAMESPACE_OPTIONS = {"ALE": "atari"}
 
 
 def _env_group_options() -> set[str]:
-    folder = resources.files("drlrun.conf") / "env"
-    return {p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")}
+    from drlrun.compose import group_options
+
+    return set(group_options("env"))
 
 
 def rewrite_env_id(argv: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ instances: OmegaConf access is slow and never happens inside the training loop.
 from __future__ import annotations
 
 import dataclasses
+import re
 from importlib import resources
 from typing import Any
 
@@ -21,6 +22,26 @@ from drlrun.registry import ALGOS, BUFFERS, NETWORKS
 
 GROUPS = ("algo", "env", "network", "buffer")
 
+
+
+def group_options(group: str) -> list[str]:
+    """The options a config group ships as YAML files in conf/<group>/ (plug-ins without a file
+    are options too, but only in Hydra's ConfigStore)."""
+    folder = resources.files("drlrun.conf") / group
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def network_options(networks: list[str] | tuple[str, ...]) -> list[str]:
+    """The ``network=`` options that build one of ``networks`` (registry names; ``cnn_small`` is
+    an option of ``cnn``, found through the schema its YAML extends), and any of ``networks``
+    with no option of its own (a plug-in network given by its registry name)."""
+    folder = resources.files("drlrun.conf") / "network"
+    options = []
+    for option in group_options("network"):
+        base = re.search(r"/schema/network/(\w+)@", (folder / f"{option}.yaml").read_text())
+        if base and base.group(1) in networks:
+            options.append(option)
+    return options + [name for name in networks if name not in options]
 
 def register_configs() -> None:
     """Store the root schema and one schema per registered component in Hydra's ConfigStore.

@@ -12,16 +12,15 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from drlrun.compose import network_options
 from drlrun.config import param
 from drlrun.errors import DrlrunError
 from drlrun.registry import NETWORKS
@@ -289,22 +288,9 @@ def check_network(algo: str, network: str, choices: Sequence[str], obs_shape: Se
     raise DrlrunError(f"env.id={env_id!r} gives {given} of shape {tuple(obs_shape)}, but network={network} reads "
                       f"{reads_text}. Valid choices for algo={algo} here: "
                       f"{', '.join(f'network={name}' for name in network_options(fitting)) or 'none'}. (An "
-                      "environment option that names its network, such as MinAtar's cnn_small, gets it only when "
-                      "the command names that one env option and no network=: a sweep over env= options of "
-                      "different observations needs one sweep per kind.)")
-
-
-def network_options(networks: Sequence[str]) -> list[str]:
-    """The ``network=`` options (conf/network/*.yaml) that build one of ``networks`` (registry
-    names; ``cnn_small`` is an option of ``cnn``), and any of ``networks`` with no option of its
-    own (a plug-in network given by its registry name)."""
-    folder = resources.files("drlrun.conf") / "network"
-    options: list[str] = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        base = re.search(r"/schema/network/(\w+)@", path.read_text()) if path.name.endswith(".yaml") else None
-        if base and base.group(1) in networks:
-            options.append(path.name[: -len(".yaml")])
-    return options + [name for name in networks if name not in options]
+                      "environment option that names its network, such as MinAtar's cnn_small, gets it when no "
+                      "network= is given; a sweep over env= options whose observations differ gets none: sweep "
+                      "each kind on its own.)")
 
 
 def build_network(cfg: Any, obs_shape: Sequence[int], out_dim: int, obs_dtype: Any) -> nn.Module:
