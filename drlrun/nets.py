@@ -385,6 +385,7 @@ class QEnsemble(nn.Module):
 
 
 LOG_2PI = math.log(2.0 * math.pi)
+SDE_EPS = 1e-6  # added to the gSDE variance: a state whose features are all 0 still has a density
 
 
 def orthogonal_init(module: nn.Module, gain: float) -> None:
@@ -399,7 +400,14 @@ class ActorCritic(nn.Module):
     """Policy pi(a|s) and value V(s) for the policy-gradient family.
 
     Discrete actions: a categorical policy over logits. Continuous actions: a diagonal Gaussian
-    with a state-independent, learned log-std. The torso is shared between policy and value when
+    with a state-independent, learned log-std, or with ``sde=True`` generalized state-dependent
+    exploration (gSDE, Raffin et al., 2022): the noise is the actor's last features ``z(s)`` times
+    a random matrix ``W`` (``W_jk ~ N(0, sigma_jk^2)``, ``sigma = exp(log_std)`` of shape
+    ``[features, actions]``) that the agent keeps for several steps, so that exploration is smooth
+    in time and in state. For a fixed ``W`` the action is deterministic given ``s``; over ``W`` it
+    is Gaussian with variance ``sum_j z_j(s)^2 sigma_jk^2``, and that is the density PPO's ratio
+    uses. ``z`` is detached in the variance, so the noise scale learns only through ``log_std``.
+    The torso is shared between policy and value when
     ``network.shared=true``, otherwise each has its own. With ``orthogonal=True`` layers get the
     orthogonal initialisation of PPO's reference implementation (gain sqrt(2) in the torso,
     0.01 for the policy output, 1 for the value output). Distributions are written out as
@@ -411,9 +419,10 @@ class ActorCritic(nn.Module):
 
     def __init__(self, cfg: Any, obs_shape: int | Sequence[int], discrete: bool, action_dim: int, *,
                  critic: bool = True, orthogonal: bool = True, log_std_init: float = 0.0,
-                 obs_dtype: Any = np.float32) -> None:
+                 obs_dtype: Any = np.float32, sde: bool = False) -> None:
         super().__init__()
         self.discrete = discrete
+        self.sde = sde and not discrete
         frames = isinstance(cfg, CNNConfig)
         self.encoder: nn.Module = FrameEncoder(cfg, obs_shape, obs_dtype) if frames else nn.Flatten()  # type: ignore[arg-type]
         in_dim = self.encoder.out_dim if isinstance(self.encoder, FrameEncoder) else int(np.prod(obs_shape))
@@ -424,7 +433,8 @@ class ActorCritic(nn.Module):
                                  activate_last=True)
         width = cfg.hidden_sizes[-1]
         self.actor_head = nn.Linear(width, action_dim)
-        self.log_std = None if discrete else nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        std_shape = (width, action_dim) if self.sde else (action_dim,)
+        self.log_std = None if discrete else nn.Parameter(torch.full(std_shape, float(log_std_init)))
         self.critic_head = nn.Linear(width, 1) if critic else None
         if orthogonal:
             self.torsos.orthogonal_(math.sqrt(2.0))
@@ -442,8 +452,22 @@ class ActorCritic(nn.Module):
             raise RuntimeError("this ActorCritic was built without a critic")
         return self.critic_head(self.torsos.member(self.torsos.n - 1, self.encoder(obs))).squeeze(-1)
 
-    def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Sampled (or most likely) actions, their log-probabilities, and V(s) if there is a critic."""
+    def sample_exploration(self, n: int) -> torch.Tensor:
+        """gSDE: ``n`` exploration matrices ``W ~ N(0, exp(log_std)^2)``, one per env, ``[n, features, actions]``."""
+        assert self.sde and self.log_std is not None
+        std = self.log_std.detach().exp()
+        return std * torch.randn(n, *std.shape, device=std.device, dtype=std.dtype)
+
+    def _sde_log_std(self, actor: torch.Tensor) -> torch.Tensor:
+        """gSDE: log of the per-state std, 0.5 log(sum_j z_j^2 sigma_jk^2), ``[batch, actions]``."""
+        assert self.log_std is not None
+        variance = actor.detach().pow(2) @ (2.0 * self.log_std).exp()
+        return 0.5 * torch.log(variance + SDE_EPS)
+
+    def act(self, obs: torch.Tensor, deterministic: bool, exploration: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Sampled (or most likely) actions, their log-probabilities, and V(s) if there is a critic.
+        With gSDE, sampling needs ``exploration``, one matrix per observation (:meth:`sample_exploration`)."""
         actor, critic = self._features(obs)
         out = self.actor_head(actor)
         if self.discrete:
@@ -453,6 +477,13 @@ class ActorCritic(nn.Module):
             else:
                 actions = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
             log_prob = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        elif self.sde:
+            if deterministic:
+                actions = out
+            else:
+                assert exploration is not None and len(exploration) == len(out), "gSDE samples with one matrix per env"
+                actions = out + torch.bmm(actor.detach().unsqueeze(1), exploration).squeeze(1)
+            log_prob = gaussian_log_prob(actions, out, self._sde_log_std(actor))
         else:
             assert self.log_std is not None
             actions = out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
@@ -470,6 +501,10 @@ class ActorCritic(nn.Module):
             log_probs = torch.log_softmax(out, dim=-1)
             log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
+        elif self.sde:
+            log_std = self._sde_log_std(actor)
+            log_prob = gaussian_log_prob(actions.reshape(len(out), -1), out, log_std)
+            entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)
         else:
             assert self.log_std is not None
             log_prob = gaussian_log_prob(actions.reshape(len(out), -1), out, self.log_std)

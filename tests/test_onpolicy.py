@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from drlrun import checkpoint
-from drlrun.algos.ppo import clipped_surrogate
+from drlrun.agent import BuildContext, EnvSpec
+from drlrun.algos.ppo import PPO, PPOConfig, clipped_surrogate
 from drlrun.algos.reinforce import policy_gradient_loss
 from drlrun.buffers.episodes import discounted_returns
+from drlrun.buffers.replay import UniformConfig
 from drlrun.buffers.rollout import episode_ends, gae
 from drlrun.nets import ActorCritic, MLPConfig, gaussian_log_prob
 from drlrun.normalize import ObsNormalizer, RewardScaler, RunningMeanStd
@@ -114,6 +116,57 @@ def test_actor_critic_evaluates_what_it_sampled(shared):
     assert torch.allclose(net.value(obs), values)
 
 
+def test_gsde_variance_is_the_features_squared_times_the_weights_variance():
+    """gSDE's action noise is z(s) . W with W_jk ~ N(0, sigma_jk^2), so its variance is
+    sum_j z_j^2 sigma_jk^2. By hand: z = (1, 2), sigma = (1, 0.5) for one action:
+    1 * 1 + 4 * 0.25 = 2."""
+    net = ActorCritic(MLPConfig(hidden_sizes=[2]), 3, discrete=False, action_dim=1, sde=True)
+    assert net.log_std.shape == (2, 1)
+    with torch.no_grad():
+        net.log_std.copy_(torch.log(torch.tensor([[1.0], [0.5]])))
+    log_std = net._sde_log_std(torch.tensor([[1.0, 2.0]]))
+    assert log_std.item() == pytest.approx(0.5 * math.log(2.0), abs=1e-5)
+    # and the matrices act() samples with have that spread: 20k draws, one state
+    torch.manual_seed(0)
+    obs = torch.randn(1, 3).expand(20_000, 3)
+    actions, _, _ = net.act(obs, deterministic=False, exploration=net.sample_exploration(20_000))
+    features = net._features(obs[:1])[0]
+    expected_std = net._sde_log_std(features).exp().item()
+    assert actions.std().item() == pytest.approx(expected_std, rel=0.03)
+    assert actions.mean().item() == pytest.approx(net.act(obs[:1], deterministic=True)[0].item(), abs=0.03 * expected_std)
+
+
+def test_gsde_evaluates_what_it_sampled_and_one_matrix_gives_one_action_per_state():
+    net = ActorCritic(MLPConfig(hidden_sizes=[8, 8]), 4, discrete=False, action_dim=2, sde=True, log_std_init=-1.0)
+    obs = torch.randn(5, 4)
+    exploration = net.sample_exploration(5)
+    actions, log_probs, _ = net.act(obs, deterministic=False, exploration=exploration)
+    again, entropy, _ = net.log_prob_entropy_value(obs, actions)
+    assert torch.allclose(log_probs, again, atol=1e-6)
+    assert entropy.shape == (5,) and not torch.allclose(entropy, entropy[:1].expand(5))  # depends on the state
+    assert torch.equal(net.act(obs, deterministic=False, exploration=exploration)[0], actions)  # noise is W, not per call
+    assert not torch.equal(net.act(obs, deterministic=False, exploration=net.sample_exploration(5))[0], actions)
+    entropy.sum().backward()
+    assert net.log_std.grad.abs().sum() > 0  # the noise scale learns through the entropy and log-prob
+
+
+def test_gsde_keeps_its_matrices_for_sde_sample_freq_steps_and_draws_new_ones_per_rollout():
+    pendulum = EnvSpec("Pendulum-v1", 2, (3,), "continuous", 0, (1,), np.array([-2.0], np.float32),
+                       np.array([2.0], np.float32))
+    ctx = BuildContext(pendulum, MLPConfig(hidden_sizes=[8]), UniformConfig(), torch.device("cpu"), 1000, 0)
+    agent = PPO(PPOConfig(use_sde=True, sde_sample_freq=4, n_steps=8, batch_size=8), ctx)
+    obs = np.zeros((2, 3), dtype=np.float32)
+    drawn = []
+    for _ in range(10):  # 8 steps fill the rollout; the update after them starts a new one
+        actions = agent.act(obs, explore=True)
+        drawn.append(agent.exploration)
+        agent.observe(obs, actions, np.zeros(2), obs, np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
+        agent.update()
+    assert all(drawn[i] is drawn[0] for i in range(4)) and drawn[4] is not drawn[0]
+    assert all(drawn[i] is drawn[4] for i in range(4, 8))
+    assert drawn[8] is not drawn[4] and agent.n_updates == 1
+
+
 def test_stacked_torsos_are_orthogonal_and_independent():
     net = ActorCritic(MLPConfig(hidden_sizes=[8, 8]), 4, discrete=True, action_dim=2)
     for weight in net.torsos.weights:  # each member's [in, out] matrix: orthonormal columns or rows, x sqrt(2)
@@ -177,6 +230,12 @@ def test_a2c_and_reinforce_run_on_discrete_and_continuous_envs(cli, tmp_path, al
 def test_actor_critic_algorithms_refuse_a_q_network(cli, tmp_path):
     result = cli("algo=ppo", "network=dueling", "total_steps=500")
     assert result.returncode == 2 and "network=dueling" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_gsde_on_discrete_actions_is_refused(cli):
+    result = cli("algo=ppo", "env=CartPole-v1", "algo.use_sde=true", "total_steps=500")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "algo.use_sde=true" in result.stderr and "'CartPole-v1'" in result.stderr and "algo.use_sde=false" in result.stderr
 
 
 def test_gae_stops_at_an_autoreset_row_that_follows_an_unfinished_step():

@@ -43,6 +43,9 @@ CASES = cases({
             "network.hidden_sizes=[32,32]"),
     "ppo_normalized": ("algo=ppo", "env=Pendulum-v1", "total_steps=3000", "env.num_envs=2", "algo.n_steps=128",
                        "algo.normalize_obs=true", "algo.normalize_reward=true", "algo.anneal_lr=true"),
+    # gSDE: the exploration matrices held across a checkpoint must travel with it
+    "ppo_sde": ("algo=ppo", "env=Pendulum-v1", "total_steps=3000", "env.num_envs=2", "algo.n_steps=128",
+                "algo.use_sde=true", "algo.sde_sample_freq=50"),
     "ddpg": ("algo=ddpg", "env=Pendulum-v1", "total_steps=1200", "algo.learning_starts=300", "algo.batch_size=32",
              "network.hidden_sizes=[32,32]", "buffer=prioritized"),
 }, total_steps=3000)

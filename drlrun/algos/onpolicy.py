@@ -47,6 +47,9 @@ class OnPolicyConfig:
     normalize_reward: bool = param(False, help="scale rewards by the std of the discounted return")
     orthogonal_init: bool = True
     log_std_init: float = param(0.0, help="initial log-std of the Gaussian policy (continuous actions)")
+    use_sde: bool = param(False, help="continuous actions: generalized state-dependent exploration (gSDE)")
+    sde_sample_freq: int = param(-1, ge=-1, help="gSDE: vector steps between new exploration matrices; "
+                                                  "-1 or 0: one per rollout")
 
 
 def check_policy_gradient_config(algo: str, run: RunConfig, networks: tuple[str, ...] = ("mlp",)) -> None:
@@ -98,9 +101,16 @@ class OnPolicyAgent:
         if self.frames and cfg.normalize_obs:
             raise DrlrunError(f"algo.normalize_obs=true: env.id={spec.id!r} gives frames, which network=cnn scales "
                               "to [0, 1] itself. Set algo.normalize_obs=false.")
+        sde = bool(getattr(cfg, "use_sde", False))  # A2C and PPO have it; REINFORCE samples per step
+        if sde and self.discrete:
+            raise DrlrunError(f"algo.use_sde=true explores with state-dependent Gaussian noise, for continuous "
+                              f"actions; env.id={spec.id!r} has discrete ones. Set algo.use_sde=false.")
         self.policy = ActorCritic(ctx.network, spec.obs_shape, self.discrete, spec.action_dim, critic=critic,
                                   orthogonal=cfg.orthogonal_init, log_std_init=cfg.log_std_init,
-                                  obs_dtype=self.obs_dtype).to(self.device)
+                                  obs_dtype=self.obs_dtype, sde=sde).to(self.device)
+        # gSDE's exploration matrices, one per env: drawn at each rollout's start and every
+        # sde_sample_freq steps (act), kept in the checkpoint so that a resumed rollout explores the same
+        self.exploration: torch.Tensor | None = None
         self.params = list(self.policy.parameters())  # walked every minibatch: listed once
         self.optimizer = self.make_optimizer()
         self.obs_norm = ObsNormalizer(spec.obs_shape, enabled=cfg.normalize_obs)
@@ -134,13 +144,27 @@ class OnPolicyAgent:
         normed = self.policy_input(obs, update=explore)
         with torch.inference_mode():
             obs_t = torch.from_numpy(normed).to(self.device)
-            actions, log_probs, values = self.policy.act(obs_t, deterministic=not explore and deterministic)
+            sampled_sde = self.policy.sde and (explore or not deterministic)
+            exploration = self.sde_exploration(len(obs), explore) if sampled_sde else None
+            actions, log_probs, values = self.policy.act(obs_t, deterministic=not explore and deterministic,
+                                                         exploration=exploration)
             actions_np = actions.cpu().numpy().reshape(len(obs), *self.action_shape)
         if explore:  # remembered for observe(): storage keeps the unclipped action
             self._pending = (normed, actions_np, log_probs, values)
         if not self.discrete:
             return np.clip(actions_np, self.low, self.high)
         return actions_np
+
+    def sde_exploration(self, n: int, explore: bool) -> torch.Tensor:
+        """gSDE's matrices for this step: training keeps them for ``sde_sample_freq`` steps of the
+        rollout (a new rollout, after an update, always draws new ones: ``log_std`` has changed);
+        a sampled evaluation draws new ones every step."""
+        if not explore:
+            return self.policy.sample_exploration(n)
+        freq, pos = self.cfg.sde_sample_freq, self.rollout.pos
+        if self.exploration is None or pos == 0 or (freq > 0 and pos % freq == 0):
+            self.exploration = self.policy.sample_exploration(n)
+        return self.exploration
 
     # ------------------------------------------------------------------ observe
     def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
@@ -220,9 +244,12 @@ class OnPolicyAgent:
     def state_dict(self, *, with_buffer: bool = True) -> dict[str, Any]:
         """The storage in progress (rollout or episodes) is small: always kept (``with_buffer`` is
         for replay buffers), so that a resumed run is exact."""
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "obs_norm": self.obs_norm.state_dict(),
-                "counters": {"steps": self.steps, "n_updates": self.n_updates}, **self.storage_state()}
+        state = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "obs_norm": self.obs_norm.state_dict(),
+                 "counters": {"steps": self.steps, "n_updates": self.n_updates}, **self.storage_state()}
+        if self.exploration is not None:
+            state["exploration"] = self.exploration.cpu()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -231,6 +258,8 @@ class OnPolicyAgent:
         self.obs_norm.load_state_dict(state["obs_norm"])
         for key, value in state.get("counters", {}).items():
             setattr(self, key, int(value))
+        if self.policy.sde and "exploration" in state:
+            self.exploration = state["exploration"].to(self.device)
         self.load_storage_state(state)
 
     def storage_state(self) -> dict[str, Any]:
