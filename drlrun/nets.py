@@ -407,11 +407,11 @@ class ActorCritic(nn.Module):
     in time and in state. For a fixed ``W`` the action is deterministic given ``s``; over ``W`` it
     is Gaussian with variance ``sum_j z_j(s)^2 sigma_jk^2``, and that is the density PPO's ratio
     uses. ``z`` is detached in the variance, so the noise scale learns only through ``log_std``.
-    The torso is shared between policy and value when
-    ``network.shared=true``, otherwise each has its own. With ``orthogonal=True`` layers get the
-    orthogonal initialisation of PPO's reference implementation (gain sqrt(2) in the torso,
-    0.01 for the policy output, 1 for the value output). Distributions are written out as
-    plain tensor math rather than ``torch.distributions`` objects: acting happens every step.
+    The torso is shared between policy and value when ``network.shared=true``, otherwise each has
+    its own. With ``orthogonal=True`` layers get the orthogonal initialisation of PPO's reference
+    implementation (gain sqrt(2) in the torso, 0.01 for the policy output, 1 for the value
+    output). Distributions are written out as plain tensor math rather than
+    ``torch.distributions`` objects: acting happens every step.
     On frames (``network=cnn``, ``obs_shape`` of rank 3) a :class:`FrameEncoder` comes first and
     the whole torso, convs and fully connected layers, is shared; on flat observations the
     encoder is a flatten.
