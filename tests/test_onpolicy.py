@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -146,25 +147,52 @@ def test_gsde_evaluates_what_it_sampled_and_one_matrix_gives_one_action_per_stat
     assert entropy.shape == (5,) and not torch.allclose(entropy, entropy[:1].expand(5))  # depends on the state
     assert torch.equal(net.act(obs, deterministic=False, exploration=exploration)[0], actions)  # noise is W, not per call
     assert not torch.equal(net.act(obs, deterministic=False, exploration=net.sample_exploration(5))[0], actions)
-    entropy.sum().backward()
-    assert net.log_std.grad.abs().sum() > 0  # the noise scale learns through the entropy and log-prob
+    for term in (again, entropy):  # the noise scale learns through the log-prob and through the entropy
+        net.zero_grad()
+        term.sum().backward(retain_graph=True)
+        assert net.log_std.grad.abs().sum() > 0
 
 
-def test_gsde_keeps_its_matrices_for_sde_sample_freq_steps_and_draws_new_ones_per_rollout():
+def gsde_agent(sde_sample_freq: int) -> PPO:
     pendulum = EnvSpec("Pendulum-v1", 2, (3,), "continuous", 0, (1,), np.array([-2.0], np.float32),
                        np.array([2.0], np.float32))
     ctx = BuildContext(pendulum, MLPConfig(hidden_sizes=[8]), UniformConfig(), torch.device("cpu"), 1000, 0)
-    agent = PPO(PPOConfig(use_sde=True, sde_sample_freq=4, n_steps=8, batch_size=8), ctx)
+    return PPO(PPOConfig(use_sde=True, sde_sample_freq=sde_sample_freq, n_steps=8, batch_size=8), ctx)
+
+
+def matrices_per_step(agent: PPO, steps: int) -> Iterator[int]:
+    """Which draw of exploration matrices each training step used (0, 1, ...), over ``steps``
+    steps with an update after each (it learns once the 8-step rollout is full)."""
     obs = np.zeros((2, 3), dtype=np.float32)
-    drawn = []
-    for _ in range(10):  # 8 steps fill the rollout; the update after them starts a new one
+    drawn: list[torch.Tensor] = []
+    for _ in range(steps):
         actions = agent.act(obs, explore=True)
-        drawn.append(agent.exploration)
+        if not drawn or agent.exploration is not drawn[-1]:
+            drawn.append(agent.exploration)
         agent.observe(obs, actions, np.zeros(2), obs, np.zeros(2, bool), np.zeros(2, bool), np.ones(2, bool))
         agent.update()
-    assert all(drawn[i] is drawn[0] for i in range(4)) and drawn[4] is not drawn[0]
-    assert all(drawn[i] is drawn[4] for i in range(4, 8))
-    assert drawn[8] is not drawn[4] and agent.n_updates == 1
+        yield len(drawn) - 1
+
+
+@pytest.mark.parametrize(("freq", "expected"), [
+    (4, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]),   # every 4 steps; the rollout (8 steps) starts afresh
+    (3, [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4]),   # every 3 steps, and again at the new rollout's start
+    (-1, [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]),  # once per rollout
+])
+def test_gsde_keeps_its_matrices_for_sde_sample_freq_steps_and_draws_new_ones_per_rollout(freq, expected):
+    agent = gsde_agent(freq)
+    assert list(matrices_per_step(agent, 13)) == expected
+    assert agent.n_updates == 1
+
+
+def test_a_sampled_evaluation_with_gsde_leaves_trainings_matrices_alone():
+    agent = gsde_agent(4)
+    list(matrices_per_step(agent, 2))
+    held = agent.exploration
+    eval_obs = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)  # 5 evaluation envs, not 2
+    first = agent.act(eval_obs, explore=False, deterministic=False)
+    assert first.shape == (5, 1) and agent.exploration is held
+    assert not np.array_equal(agent.act(eval_obs, explore=False, deterministic=False), first)  # new draws each step
 
 
 def test_stacked_torsos_are_orthogonal_and_independent():
