@@ -464,6 +464,12 @@ class ActorCritic(nn.Module):
         variance = actor.detach().pow(2) @ (2.0 * self.log_std).exp()
         return 0.5 * torch.log(variance + SDE_EPS)
 
+    def _gaussian_log_std(self, actor: torch.Tensor) -> torch.Tensor:
+        """The Gaussian policy's log-std: per state with gSDE (``[batch, actions]``), else the
+        learned ``[actions]`` vector."""
+        assert self.log_std is not None
+        return self._sde_log_std(actor) if self.sde else self.log_std
+
     def act(self, obs: torch.Tensor, deterministic: bool, exploration: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sampled (or most likely) actions, their log-probabilities, and V(s) if there is a critic.
@@ -477,17 +483,16 @@ class ActorCritic(nn.Module):
             else:
                 actions = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
             log_prob = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        elif self.sde:
+        else:
+            log_std = self._gaussian_log_std(actor)
             if deterministic:
                 actions = out
-            else:
+            elif self.sde:
                 assert exploration is not None and len(exploration) == len(out), "gSDE samples with one matrix per env"
                 actions = out + torch.bmm(actor.detach().unsqueeze(1), exploration).squeeze(1)
-            log_prob = gaussian_log_prob(actions, out, self._sde_log_std(actor))
-        else:
-            assert self.log_std is not None
-            actions = out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
-            log_prob = gaussian_log_prob(actions, out, self.log_std)
+            else:
+                actions = out + log_std.exp() * torch.randn_like(out)
+            log_prob = gaussian_log_prob(actions, out, log_std)
         value = None if critic is None or self.critic_head is None else self.critic_head(critic).squeeze(-1)
         return actions, log_prob, value
 
@@ -501,14 +506,10 @@ class ActorCritic(nn.Module):
             log_probs = torch.log_softmax(out, dim=-1)
             log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
-        elif self.sde:
-            log_std = self._sde_log_std(actor)
-            log_prob = gaussian_log_prob(actions.reshape(len(out), -1), out, log_std)
-            entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)
         else:
-            assert self.log_std is not None
-            log_prob = gaussian_log_prob(actions.reshape(len(out), -1), out, self.log_std)
-            entropy = (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(out))
+            log_std = self._gaussian_log_std(actor)
+            log_prob = gaussian_log_prob(actions.reshape(len(out), -1), out, log_std)
+            entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1).expand(len(out))  # per state with gSDE
         value = None if critic is None or self.critic_head is None else self.critic_head(critic).squeeze(-1)
         return log_prob, entropy, value
 
