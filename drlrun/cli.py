@@ -300,6 +300,11 @@ def main() -> None:
     except DrlrunError as exc:  # (only Hydra's: a run's own errors are handled inside it)
         print_error(exc)
         sys.exit(EXIT_USER_ERROR)
+    except ValueError as exc:  # Hydra's plain check of its mode flags (-m with --cfg, ...)
+        if _wants_traceback() or not str(exc).startswith("Only one of"):
+            raise
+        print_error(DrlrunError(f"{exc}; keep one of them (drlrun --help)."))
+        sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, no checkpoint of this moment
         if _wants_traceback():
             raise

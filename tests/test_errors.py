@@ -58,6 +58,14 @@ def test_bad_input_fails_cleanly(cli, tmp_path, args, words):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+def test_two_hydra_modes_at_once_fail_cleanly(cli):
+    """Hydra checks its mode flags with a plain ValueError; drlrun turns it into one line, exit 2."""
+    result = cli("-m", "--cfg", "job", "algo=ppo")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Only one of --run, --multirun, --cfg" in result.stderr and "keep one of them" in result.stderr
+
+
 def test_cuda_without_a_gpu_says_so(cli, tmp_path):
     import torch
 
