@@ -38,8 +38,9 @@ def test_trials_that_trail_the_median_are_pruned_at_their_first_evaluation(cli, 
     # ConstEnv pays exactly the sampled reward, so a 0.0 trial trails every 1.0 trial from its
     # first evaluation (step 50) on; with n_startup_trials=1 the pruner acts from trial 1 on.
     sweep_dir = tmp_path / "sweep"
+    # (algo.gamma makes every trial's values differ, so no trial repeats an earlier one)
     result = cli("-m", *CONST, "hydra.sweeper.n_trials=5", "hydra.sweeper.n_startup_trials=1",
-                 "+env.kwargs.reward=choice(0.0,1.0)", f"hydra.sweep.dir={sweep_dir}")
+                 "algo.gamma=interval(0.9,0.99)", "+env.kwargs.reward=choice(0.0,1.0)", f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr  # pruning is an outcome of a search, not a failure
     jobs = rows(sweep_dir)
     rewards = [job["overrides"].split("=")[-1] for job in jobs]
@@ -67,6 +68,31 @@ def test_each_trial_can_average_several_seeds(cli, tmp_path):
     assert results["trials"] == {"complete": 2}
     finals = [job["final_return_mean"] for job in jobs]
     assert results["best_value"] == pytest.approx(max((finals[0] + finals[1]) / 2, (finals[2] + finals[3]) / 2))
+
+
+def test_a_trial_that_repeats_an_earlier_ones_values_is_not_trained_again(cli, tmp_path):
+    # One setting only: two trials per batch (the second repeats the first within its batch),
+    # then a batch of one that repeats an earlier batch. Only trial 0 trains, on its two seeds.
+    import optuna
+
+    sweep_dir = tmp_path / "sweep"
+    result = cli("-m", *CONST, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "hydra.sweeper.seeds_per_trial=2",
+                 "+env.kwargs.reward=choice(0.5)", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr
+    assert len(rows(sweep_dir)) == 2  # trial 0's seeds 0 and 1, nothing else
+    assert "Trial 2 repeats trial 0's values: not trained again (complete, 0.5)" in result.stdout + result.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert [t.value for t in study.trials] == [0.5, 0.5, 0.5]
+    assert [t.user_attrs.get("repeat_of") for t in study.trials] == [None, 0, 0]
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["trials"] == {"complete": 3} and results["repeats"] == 2
+
+    # Continued in the same directory with other seeds, the earlier trials are not reused.
+    again = cli("-m", *CONST, "seed=7", "hydra.sweeper.n_trials=1", "+env.kwargs.reward=choice(0.5)",
+                f"hydra.sweep.dir={sweep_dir}")
+    assert again.returncode == 0, again.stderr
+    assert len(list(sweep_dir.glob("*/summary.json"))) == 3  # one more run: seed 7
+    assert "repeat_of" not in optuna.load_study(study_name=None, storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials[-1].user_attrs
 
 
 def test_a_search_with_nothing_to_search_is_refused(cli, tmp_path):

@@ -15,12 +15,17 @@ How a trial runs:
    shared filesystem reach it), and the pruner may stop the job: status ``pruned``;
 4. the trial's value is the mean over its seeds of the final evaluation; a pruned job makes the
    trial pruned, a trial whose jobs all failed is recorded as failed.
+A proposal with exactly the values of an earlier completed or pruned trial (TPE proposes such
+repeats often when the space is mostly choices) is not trained again: its runs would be the same
+runs, seed for seed, so it takes that trial's outcome and records ``repeat_of`` (a user attribute).
+More evidence per setting is what ``seeds_per_trial`` is for.
 At the end, ``optimization_results.yaml`` in the sweep directory holds the best parameters.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -40,6 +45,8 @@ from rich.console import Console
 # The job side (drlrun/pruning.py) reads these; they reach the job through hydra.job.env_set,
 # which every launcher applies where the job runs.
 from drlrun.pruning import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNER_ATTR, PRUNERS, make_pruner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -188,11 +195,29 @@ class OptunaSweeper(Sweeper):
         # Optuna does not store the pruner; the jobs rebuild it from this (drlrun/pruning.py).
         study.set_user_attr(PRUNER_ATTR, pruner_settings)
         base_seed = int(self.config.get("seed", 0))
+        TrialState = optuna.trial.TrialState
+        # What each setting already gave: (trial number, state, value), keyed by its values; from a
+        # study continued in the same sweep directory only where the seeds and the fixed overrides
+        # were the same too.
+        context = {"seeds": [base_seed + k for k in range(s.seeds_per_trial)], "overrides": sorted(fixed)}
+        outcomes = {_setting(t.params): (t.number, t.state, t.value) for t in study.trials
+                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get("context") == context}
         job_index = 0
         done = 0
         while done < s.n_trials:
-            trials = [study.ask(space) for _ in range(min(s.n_jobs, s.n_trials - done))]
+            asked = [study.ask(space) for _ in range(min(s.n_jobs, s.n_trials - done))]
+            for trial in asked:
+                trial.set_user_attr("context", context)
+            trials: list[Any] = []  # those that train
+            repeats: list[Any] = []  # those whose setting an earlier (or this batch's) trial has
+            for trial in asked:
+                setting = _setting(trial.params)
+                if setting in outcomes or any(_setting(t.params) == setting for t in trials):
+                    repeats.append(trial)
+                else:
+                    trials.append(trial)
             batch: list[list[str]] = []
+            batch_outcomes: dict[tuple[tuple[str, str], ...], tuple[int, Any, float | None]] = {}
             for trial in trials:
                 params = [f"{key}={_override_value(value)}" for key, value in trial.params.items()]
                 link = [f"++hydra.job.env_set.{ENV_STORAGE}='{storage}'", f"++hydra.job.env_set.{ENV_STUDY}='{study_name}'",
@@ -200,7 +225,7 @@ class OptunaSweeper(Sweeper):
                 for k in range(s.seeds_per_trial):
                     seeds = [f"seed={base_seed + k}"] if s.seeds_per_trial > 1 else []
                     batch.append([*fixed, *params, *seeds, *link])
-            returns = self.launcher.launch(batch, initial_job_idx=job_index)
+            returns = self.launcher.launch(batch, initial_job_idx=job_index) if batch else []
             job_index += len(batch)
             for i, trial in enumerate(trials):
                 jobs = returns[i * s.seeds_per_trial:(i + 1) * s.seeds_per_trial]
@@ -209,12 +234,21 @@ class OptunaSweeper(Sweeper):
                           if job.status == JobStatus.COMPLETED and status == "completed"
                           and math.isfinite(float(job.return_value))]
                 if "pruned" in statuses:
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    outcome = (TrialState.PRUNED, None)
                 elif values:
-                    study.tell(trial, sum(values) / len(values))
+                    outcome = (TrialState.COMPLETE, sum(values) / len(values))
                 else:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            done += len(trials)
+                    outcome = (TrialState.FAIL, None)
+                study.tell(trial, outcome[1], state=outcome[0])
+                batch_outcomes[_setting(trial.params)] = (trial.number, *outcome)
+            for trial in repeats:  # (a failure is tried again in a later batch, not reused there)
+                number, state, value = outcomes.get(_setting(trial.params)) or batch_outcomes[_setting(trial.params)]
+                trial.set_user_attr("repeat_of", number)
+                study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+                log.info(f"Trial {trial.number} repeats trial {number}'s values: not trained again "
+                         f"({state.name.lower()}{'' if value is None else f', {value:g}'}).")
+            outcomes.update({k: v for k, v in batch_outcomes.items() if v[1] != TrialState.FAIL})
+            done += len(asked)
         self._write_results(study, sweep_dir)
         return None
 
@@ -224,12 +258,20 @@ class OptunaSweeper(Sweeper):
         states = [t.state for t in study.trials]
         counts = {state.name.lower(): states.count(state) for state in optuna.trial.TrialState if state in states}
         results: dict[str, Any] = {"name": "optuna", "direction": self.settings.direction, "trials": counts}
+        repeats = sum("repeat_of" in t.user_attrs for t in study.trials)
+        if repeats:
+            results["repeats"] = repeats  # trials that took an earlier trial's outcome
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if completed:
             results["best_params"] = study.best_params
             results["best_value"] = study.best_value
             results["best_trial"] = study.best_trial.number
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+
+
+def _setting(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A trial's values as a hashable key (the seeds are the same for every trial of a sweep)."""
+    return tuple(sorted((key, repr(value)) for key, value in params.items()))
 
 
 def _job_status(job: Any) -> str:
