@@ -30,8 +30,8 @@ from drlrun.errors import DrlrunError
 from drlrun.preprocess import LEARN_REWARD, LEARN_TERMINATED, LearningSignals
 from drlrun.video import fps_of
 
-pytest.importorskip("ale_py")
-pytest.importorskip("cv2")
+pytest.importorskip("ale_py", reason="ale-py comes with pip install 'drlrun[atari]' (CI installs it)")
+pytest.importorskip("cv2", reason="opencv comes with pip install 'drlrun[atari]' (CI installs it)")
 
 BREAKOUT = "ALE/Breakout-v5"
 

@@ -206,15 +206,16 @@ class OptunaSweeper(Sweeper):
         done = 0
         while done < s.n_trials:
             asked = [study.ask(space) for _ in range(min(s.n_jobs, s.n_trials - done))]
-            for trial in asked:
-                trial.set_user_attr("context", context)
             trials: list[Any] = []  # those that train
             repeats: list[Any] = []  # those whose setting an earlier (or this batch's) trial has
+            training: set[tuple[tuple[str, str], ...]] = set()
             for trial in asked:
+                trial.set_user_attr("context", context)
                 setting = _setting(trial.params)
-                if setting in outcomes or any(_setting(t.params) == setting for t in trials):
+                if setting in outcomes or setting in training:
                     repeats.append(trial)
                 else:
+                    training.add(setting)
                     trials.append(trial)
             batch: list[list[str]] = []
             batch_outcomes: dict[tuple[tuple[str, str], ...], tuple[int, Any, float | None]] = {}
